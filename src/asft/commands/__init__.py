@@ -1,0 +1,1 @@
+"""One module per ``asft`` subcommand; see :mod:`asft.cli`."""

