@@ -1,0 +1,152 @@
+"""Batches of preference pairs laid out so that each forward pass does only useful work.
+
+Two layouts, one batch format:
+
+``shared`` (default): one sequence per pair, ``prompt | chosen | rejected``. Position ids
+restart after the prompt for the rejected part, and the attention rule (built on the device by
+:func:`asft.logprobs.attention_mask_4d`) lets rejected tokens see the prompt but never the
+chosen tokens. The prompt is computed once per pair instead of twice (arXiv 2410.20305).
+
+``plain``: two sequences per pair, ``prompt | chosen`` and ``prompt | rejected``, the layout
+every peer uses; kept as the fallback for models that reject a 4D attention mask and as the
+reference the optimized path is tested against.
+
+With ``pack=True`` several pairs share a row (first-fit decreasing into rows no longer than
+the longest pair of the batch), so padding shrinks without changing which pairs form a step.
+
+Batch keys (R rows of T positions, N response tokens, B pairs):
+    input_ids     [R, T] long   token ids; pad positions hold ``pad_id``
+    position_ids  [R, T] long   restart at 0 for each pair, and after the prompt for rejected
+    group_ids     [R, T] long   which pair (or plain sequence) of the row a token belongs to; -1 = pad
+    segment_ids   [R, T] long   0 prompt, 1 chosen, 2 rejected, -1 pad
+    target_index  [N]    long   flat index r * T + t of the position whose output predicts a
+                                response token (the previous token; for the first token of
+                                either response, the last prompt token)
+    target_ids    [N]    long   the response token being predicted
+    target_seq    [N]    long   sequence it belongs to: pair i chosen -> i, rejected -> B + i
+    num_pairs     int    B
+    num_tokens    int    real (non-pad) tokens in the batch, for throughput metrics
+    layout        str    ``shared`` or ``plain``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import torch
+
+LAYOUTS = ("shared", "plain")
+PROMPT, CHOSEN, REJECTED = 0, 1, 2
+
+
+class PairTokens(Protocol):
+    prompt_ids: Sequence[int]
+    chosen_ids: Sequence[int]
+    rejected_ids: Sequence[int]
+
+
+def _pieces(ex: PairTokens, layout: str) -> list[list[tuple[Sequence[int], int]]]:
+    """The sequences ("pieces") one pair contributes: lists of (token ids, segment)."""
+    if len(ex.prompt_ids) == 0:
+        raise ValueError("a pair has an empty prompt: the first response token has nothing to condition on")
+    if len(ex.chosen_ids) == 0 or len(ex.rejected_ids) == 0:
+        raise ValueError("a pair has an empty response: there is nothing to score")
+    if layout == "shared":
+        return [[(ex.prompt_ids, PROMPT), (ex.chosen_ids, CHOSEN), (ex.rejected_ids, REJECTED)]]
+    return [[(ex.prompt_ids, PROMPT), (ex.chosen_ids, CHOSEN)],
+            [(ex.prompt_ids, PROMPT), (ex.rejected_ids, REJECTED)]]
+
+
+def _assign_rows(lengths: list[int], pack: bool) -> list[list[int]]:
+    """Indices of pieces per row: one each, or first-fit decreasing into rows of the max length."""
+    if not pack:
+        return [[i] for i in range(len(lengths))]
+    capacity = max(lengths)
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda j: (-lengths[j], j)):
+        for r, free in enumerate(room):
+            if lengths[i] <= free:
+                rows[r].append(i)
+                room[r] -= lengths[i]
+                break
+        else:
+            rows.append([i])
+            room.append(capacity - lengths[i])
+    return rows
+
+
+def collate(
+    examples: Sequence[PairTokens],
+    pad_id: int,
+    layout: str = "shared",
+    pack: bool = False,
+    pad_to_multiple_of: int = 1,
+) -> dict:
+    """Build one batch (see the module docstring for the keys and shapes).
+
+    Args:
+        examples: B tokenized pairs (``prompt_ids``, ``chosen_ids``, ``rejected_ids``).
+        pad_id: token id written at pad positions (never attended to, never scored).
+        layout: ``shared`` (prompt once per pair) or ``plain`` (prompt per sequence).
+        pack: put several pairs (or sequences) in one row to avoid padding.
+        pad_to_multiple_of: round T up, which helps some kernels.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; valid: {', '.join(LAYOUTS)}")
+    if not examples:
+        raise ValueError("cannot collate an empty batch")
+    B = len(examples)
+    pieces = []  # (pair index, [(ids, segment), ...])
+    for i, ex in enumerate(examples):
+        pieces.extend((i, p) for p in _pieces(ex, layout))
+    lengths = [sum(len(ids) for ids, _ in p) for _, p in pieces]
+    rows = _assign_rows(lengths, pack)
+    T = max(sum(lengths[i] for i in row) for row in rows)
+    T = -(-T // pad_to_multiple_of) * pad_to_multiple_of
+    R = len(rows)
+
+    input_ids = torch.full((R, T), pad_id, dtype=torch.long)
+    position_ids = torch.zeros((R, T), dtype=torch.long)
+    group_ids = torch.full((R, T), -1, dtype=torch.long)
+    segment_ids = torch.full((R, T), -1, dtype=torch.long)
+    t_index: list[int] = []
+    t_ids: list[int] = []
+    t_seq: list[int] = []
+    for r, row in enumerate(rows):
+        col = 0
+        for g, piece_idx in enumerate(row):
+            pair, segs = pieces[piece_idx]
+            prompt_last = -1  # flat index of the last prompt token: predicts each response's first token
+            pos = 0
+            for ids, seg in segs:
+                n = len(ids)
+                input_ids[r, col:col + n] = torch.as_tensor(list(ids), dtype=torch.long)
+                segment_ids[r, col:col + n] = seg
+                group_ids[r, col:col + n] = g
+                if seg == PROMPT:
+                    position_ids[r, col:col + n] = torch.arange(n)
+                    pos = n
+                    prompt_last = r * T + col + n - 1
+                else:
+                    # Every response starts right after the prompt, whatever precedes it in the row.
+                    position_ids[r, col:col + n] = torch.arange(pos, pos + n)
+                    seq = pair if seg == CHOSEN else B + pair
+                    t_index.append(prompt_last)
+                    t_index.extend(range(r * T + col, r * T + col + n - 1))
+                    t_ids.extend(ids)
+                    t_seq.extend([seq] * n)
+                col += n
+    return {
+        "input_ids": input_ids,
+        "position_ids": position_ids,
+        "group_ids": group_ids,
+        "segment_ids": segment_ids,
+        "target_index": torch.tensor(t_index, dtype=torch.long),
+        "target_ids": torch.tensor(t_ids, dtype=torch.long),
+        "target_seq": torch.tensor(t_seq, dtype=torch.long),
+        "num_pairs": B,
+        "num_tokens": int(sum(lengths)),
+        "layout": layout,
+    }

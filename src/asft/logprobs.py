@@ -1,0 +1,185 @@
+"""Per-sequence response log-probs from a Hugging Face causal LM, computing only what a loss uses.
+
+The decoder runs once over a batch from :func:`asft.data.collate.collate`; the LM head and the
+log-softmax then run only at the N positions that predict a response token, in chunks, inside
+one autograd function that recomputes each chunk's logits in the backward pass. So neither the
+[rows, length, vocab] logits nor a float32 [N, vocab] log-softmax ever exists whole: peak extra
+memory is one [chunk, vocab] block. For a 49k vocabulary the head is most of a small model's
+cost, and on HH-RLHF only about 13% of padded positions carry loss (docs/performance.md).
+
+Everything here is exact: the same numbers as ``log_softmax(model(...).logits)`` gathered at the
+targets, up to float rounding (tests/test_logprobs.py checks to 1e-5 in fp32).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from asft.data.collate import PROMPT
+
+HEADS = ("chunked", "full")
+
+
+def attention_mask_4d(group_ids: torch.Tensor, segment_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Additive mask [R, 1, T, T] (0 = attend, dtype min = blocked) for packed pair rows.
+
+    Query i may attend key j when both belong to the same group (pair), j <= i, and j is a
+    prompt token or in the same segment as i: so rejected tokens see the prompt but not the
+    chosen response. Each position also attends to itself, which keeps pad rows finite.
+
+    Args:
+        group_ids: [R, T] long, -1 at pads.
+        segment_ids: [R, T] long, 0 prompt, 1 chosen, 2 rejected, -1 pad.
+    """
+    R, T = group_ids.shape
+    device = group_ids.device
+    q_group, k_group = group_ids[:, :, None], group_ids[:, None, :]
+    q_seg, k_seg = segment_ids[:, :, None], segment_ids[:, None, :]
+    causal = torch.ones(T, T, dtype=torch.bool, device=device).tril_()
+    allowed = (q_group == k_group) & (k_group >= 0) & causal & ((k_seg == PROMPT) | (q_seg == k_seg))
+    allowed |= torch.eye(T, dtype=torch.bool, device=device)
+    mask = torch.zeros(R, 1, T, T, dtype=dtype, device=device)
+    return mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
+
+
+class _TargetLogProb(torch.autograd.Function):
+    """log softmax(h W^T + b)[target] for each row of h, chunked, logits recomputed in backward.
+
+    Forward memory: [chunk, V] float32 at a time plus the [N] log-sum-exps. Returns [N] float32
+    (float64 for float64 inputs, which the tests use). Backward per chunk:
+    g = grad * (onehot - softmax), then dh = g W and dW += g^T h.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, chunk: int, softcap: float):
+        n = hidden.shape[0]
+        acc = _acc_dtype(hidden.dtype)
+        out = torch.empty(n, dtype=acc, device=hidden.device)
+        lse = torch.empty(n, dtype=acc, device=hidden.device)
+        for i in range(0, n, chunk):
+            logits = _softcap(_raw_logits(hidden[i:i + chunk], weight, bias), softcap)
+            lse[i:i + chunk] = torch.logsumexp(logits, dim=-1)
+            out[i:i + chunk] = logits.gather(1, targets[i:i + chunk, None]).squeeze(1) - lse[i:i + chunk]
+        ctx.save_for_backward(hidden, weight, bias, targets, lse)
+        ctx.chunk, ctx.softcap = chunk, softcap
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        hidden, weight, bias, targets, lse = ctx.saved_tensors
+        chunk, softcap = ctx.chunk, ctx.softcap
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        grad_h = torch.zeros_like(hidden) if need_h else None
+        # Accumulate the weight gradient in float32 across chunks even for bf16 weights.
+        acc = _acc_dtype(hidden.dtype)
+        grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_w else None
+        grad_b = torch.zeros(weight.shape[0], dtype=acc, device=weight.device) if need_b else None
+        for i in range(0, hidden.shape[0], chunk):
+            h = hidden[i:i + chunk]
+            raw = _raw_logits(h, weight, bias)
+            logits = _softcap(raw, softcap)
+            g_out = grad_out[i:i + chunk, None].to(acc)
+            # d log p(target) / d logits = onehot(target) - softmax(logits)
+            g = torch.exp(logits - lse[i:i + chunk, None]).mul_(-g_out)
+            g.scatter_add_(1, targets[i:i + chunk, None], g_out)
+            if softcap:
+                g = g * (1 - torch.tanh(raw / softcap) ** 2)
+            if need_b:
+                grad_b += g.sum(0)
+            if need_h:
+                grad_h[i:i + chunk] = g.to(hidden.dtype) @ weight
+            if need_w:
+                grad_w.addmm_(g.T, h.to(acc))
+        return (
+            grad_h,
+            grad_w.to(weight.dtype) if need_w else None,
+            grad_b.to(bias.dtype) if need_b else None,
+            None, None, None,
+        )
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Softmax and accumulation precision: float32, or float64 for float64 inputs."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _raw_logits(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """[n, V] logits of one chunk: matmul in the weights' dtype, the rest in fp32 or wider."""
+    raw = h @ weight.T
+    if bias is not None:
+        raw = raw + bias
+    return raw.to(_acc_dtype(raw.dtype))
+
+
+def _softcap(raw: torch.Tensor, softcap: float) -> torch.Tensor:
+    """Gemma-2 style final logit soft-capping (identity when softcap is 0)."""
+    return softcap * torch.tanh(raw / softcap) if softcap else raw
+
+
+def target_logprobs(hidden: torch.Tensor, head: nn.Module, targets: torch.Tensor, chunk: int,
+                    softcap: float = 0.0) -> torch.Tensor:
+    """log p(target) for each row of ``hidden`` [N, H] under the linear LM ``head``: [N] float32."""
+    return _TargetLogProb.apply(hidden, head.weight, getattr(head, "bias", None), targets, chunk, softcap)
+
+
+def default_chunk(vocab: int, budget_elems: int = 1 << 24) -> int:
+    """Rows per chunk so that one [chunk, vocab] float32 block is about 64 MB."""
+    return max(16, budget_elems // max(vocab, 1))
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The transformers model under a peft wrapper (LoRA layers stay injected in place)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+class PreferenceScorer(nn.Module):
+    """Wraps a causal LM so that ``forward(batch)`` returns per-sequence response log-probs.
+
+    Prepare this module (not the bare model) with accelerate, so DDP/FSDP see the real forward.
+
+    Args:
+        model: a Hugging Face causal LM (optionally wrapped by peft).
+        head: ``chunked`` (response positions only, chunked, default) or ``full`` (the plain
+            path: full logits and log_softmax, kept for ablations and as a test reference).
+        chunk_size: rows per LM-head chunk; default sized for ~64 MB of float32 logits.
+
+    Returns from forward: ``(logps, tokens)``, both [2B]: summed log-probs (float32) and token
+    counts of the chosen responses (first B) then the rejected ones.
+    """
+
+    def __init__(self, model: nn.Module, head: str = "chunked", chunk_size: int | None = None):
+        super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")
+        self.model = model
+        self.head = head
+        lm = _unwrap(model)
+        self.chunk_size = chunk_size or default_chunk(lm.get_output_embeddings().weight.shape[0])
+        self.softcap = float(getattr(lm.config, "final_logit_softcapping", None) or 0.0)
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        input_ids = batch["input_ids"]
+        lm = _unwrap(self.model)
+        dtype = lm.get_input_embeddings().weight.dtype
+        if batch["layout"] == "plain" and not bool((batch["group_ids"] > 0).any()):
+            # One sequence per row: a 2D padding mask is enough and every model accepts it.
+            mask = (batch["group_ids"] >= 0).long()
+        else:
+            mask = attention_mask_4d(batch["group_ids"], batch["segment_ids"], dtype)
+        index, targets = batch["target_index"], batch["target_ids"]
+        if self.head == "full":
+            logits = self.model(input_ids=input_ids, attention_mask=mask,
+                                position_ids=batch["position_ids"], use_cache=False).logits
+            logp = torch.log_softmax(logits.float().flatten(0, 1)[index], dim=-1)
+            token_logps = logp.gather(1, targets[:, None]).squeeze(1)
+        else:
+            hidden = lm.get_decoder()(input_ids=input_ids, attention_mask=mask,
+                                      position_ids=batch["position_ids"], use_cache=False).last_hidden_state
+            token_logps = target_logprobs(hidden.flatten(0, 1)[index], lm.get_output_embeddings(),
+                                          targets, self.chunk_size, self.softcap)
+        n_seq = 2 * batch["num_pairs"]
+        seq = batch["target_seq"]
+        logps = torch.zeros(n_seq, dtype=torch.float32, device=token_logps.device).index_add(0, seq, token_logps)
+        tokens = torch.bincount(seq, minlength=n_seq)
+        return logps, tokens
