@@ -17,6 +17,7 @@ from asft import __version__
 # Order is the order shown in --help.
 COMMAND_MODULES: tuple[str, ...] = (
     "asft.commands.losses",
+    "asft.commands.mt_bench",
 )
 
 

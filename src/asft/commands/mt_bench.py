@@ -1,0 +1,168 @@
+"""``asft mt-bench``: answer the MT-Bench questions with a model, grade them with an LLM judge.
+
+Files in ``--output``: ``answers.jsonl`` and ``judgments.jsonl`` (FastChat's formats,
+appended as they arrive; a rerun resumes from them) and ``scores.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from asft.cli import AsftError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from asft.evaluate.mt_bench import QUESTIONS_URL, REFERENCE_ANSWERS_URL
+
+    p = sub.add_parser(
+        "mt-bench", help="answer MT-Bench with a model and grade it with an LLM judge",
+        description="Answer the MT-Bench questions (two turns each) with the model's chat "
+        "template, then grade every turn with an OpenAI-compatible judge using FastChat's "
+        "single-answer prompts (with GPT-4 reference answers for math, reasoning, coding). "
+        "Rerunning the same command resumes: nothing already answered or judged is redone.",
+    )
+    p.add_argument("--model", required=True, help="model folder, hub id or short name")
+    p.add_argument("--output", required=True, type=Path, help="folder for answers, judgments, scores")
+    p.add_argument("--model-id", help="name recorded in the answer files (default: model folder name)")
+    p.add_argument("--questions", default=QUESTIONS_URL,
+                   help="question.jsonl path or URL (default: FastChat's, pinned commit)")
+    p.add_argument("--reference-answers", default=REFERENCE_ANSWERS_URL,
+                   help="reference answers for math/reasoning/coding, path or URL (default: FastChat's GPT-4)")
+    p.add_argument("--judge-prompts", help="FastChat judge_prompts.jsonl (default: built-in copy)")
+    p.add_argument("--limit", type=int, help="answer only the first N questions (smoke runs)")
+    p.add_argument("--judge-base-url", default="https://api.openai.com/v1",
+                   help="OpenAI-compatible API root (default: %(default)s)")
+    p.add_argument("--judge-model", default="gpt-4", help="judge model name (default: %(default)s)")
+    p.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", metavar="VAR",
+                   help="environment variable holding the judge's API key (default: %(default)s)")
+    p.add_argument("--judge-parallel", type=int, default=4, help="judge requests in flight (default: 4)")
+    p.add_argument("--judge-timeout", type=float, default=120.0, help="seconds per judge request")
+    p.add_argument("--judge-retries", type=int, default=6, help="retries per judge request on errors")
+    p.add_argument("--judge-backoff", type=float, default=1.0,
+                   help="first retry delay in seconds, doubled per retry up to 60 (default: 1)")
+    p.add_argument("--no-judge", action="store_true", help="only generate the answers")
+    p.add_argument("--max-new-tokens", type=int, default=1024, help="per turn (FastChat: 1024)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--batch-size", type=int, default=8, help="questions generated together")
+    p.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run)
+
+
+def _load_references(args, questions) -> dict[int, tuple[str, ...]]:
+    from asft.evaluate.mt_bench import NEED_REF_CATEGORIES, load_reference_answers
+
+    needing = [q for q in questions if q.category in NEED_REF_CATEGORIES]
+    if not needing:
+        return {}
+    try:
+        refs = load_reference_answers(args.reference_answers)
+    except (OSError, ValueError) as err:
+        if all(q.reference for q in needing):
+            print(f"asft mt-bench: {err}; using the questions' own reference fields",
+                  file=sys.stderr)
+            return {}
+        raise AsftError(f"{err}\npass --reference-answers PATH (FastChat's "
+                        "reference_answer/gpt-4.jsonl)") from None
+    missing = [q.question_id for q in needing if q.question_id not in refs and not q.reference]
+    if missing:
+        raise AsftError(f"{args.reference_answers}: no reference answer for question(s) "
+                        f"{', '.join(map(str, missing))}")
+    return refs
+
+
+def _generator(args):
+    import torch
+
+    from asft.evaluate.generation import GenerationConfig, generate_responses
+    from asft.models import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(args.model)
+    model = load_model(args.model, dtype=args.dtype)
+    if torch.cuda.is_available():
+        model = model.cuda()
+    config = GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                              batch_size=args.batch_size, seed=args.seed)
+    return lambda convs: generate_responses(model, tokenizer, convs, config)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from asft.evaluate import mt_bench as mb
+    from asft.evaluate.judge import JudgeClient, JudgeError
+    from asft.evaluate.progress import progress_bar
+
+    if args.limit is not None and args.limit < 1:
+        raise AsftError(f"--limit must be >= 1, got {args.limit}")
+    try:
+        questions = mb.load_questions(args.questions)
+        prompts = mb.load_judge_prompts(args.judge_prompts)
+    except OSError as err:
+        raise AsftError(f"{err}\npass --questions PATH (FastChat's question.jsonl)") from None
+    except ValueError as err:
+        raise AsftError(str(err)) from None
+    questions = questions[: args.limit] if args.limit else questions
+    judge = None
+    references: dict[int, tuple[str, ...]] = {}
+    if not args.no_judge:
+        references = _load_references(args, questions)
+        try:
+            judge = JudgeClient(args.judge_base_url, args.judge_model, args.judge_api_key_env,
+                                timeout=args.judge_timeout, max_retries=args.judge_retries,
+                                backoff=args.judge_backoff)
+        except ValueError as err:
+            raise AsftError(str(err)) from None
+        if not judge.has_key:
+            print(f"asft mt-bench: ${args.judge_api_key_env} is not set; calling the judge "
+                  "without an API key", file=sys.stderr)
+
+    args.output.mkdir(parents=True, exist_ok=True)
+    model_id = args.model_id or Path(args.model.rstrip("/")).name
+    answer_log = mb.JsonlLog(args.output / "answers.jsonl")
+    done = {int(r["question_id"]) for r in answer_log.records()}
+    todo = sum(q.question_id not in done for q in questions)
+    generate = _generator(args) if todo else None
+    with progress_bar() as bar:
+        task = bar.add_task("answering", total=todo)
+        answers = mb.answer_questions(generate, questions, answer_log, model_id,
+                                      chunk=args.batch_size, on_done=lambda n: bar.advance(task, n))
+    print(f"answers: {answer_log.path}")
+    if judge is None:
+        return 0
+
+    judgment_log = mb.JsonlLog(args.output / "judgments.jsonl")
+    expected = sum(min(len(q.turns), 2) for q in questions)
+    with progress_bar() as bar:
+        task = bar.add_task("judging", total=expected, completed=len(judgment_log.records()))
+        try:
+            judgments = mb.judge_answers(
+                judge.complete, args.judge_model, model_id, prompts, questions, answers,
+                references, judgment_log, parallel=args.judge_parallel,
+                on_done=lambda n: bar.advance(task, n),
+            )
+        except JudgeError as err:
+            saved = len(judgment_log.records())
+            raise AsftError(f"{err}\n{saved} of {expected} judgments saved in "
+                            f"{judgment_log.path}; rerun the same command to resume") from None
+
+    scores = mb.summarize(questions, judgments)
+    scores.update(model_id=model_id, judge_model=args.judge_model)
+    (args.output / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
+    table = Table(title=f"MT-Bench: {model_id} (judge {args.judge_model})")
+    table.add_column("category")
+    table.add_column("score", justify="right")
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    for cat, value in scores["categories"].items():
+        table.add_row(cat, fmt(value))
+    for key in ("turn1", "turn2", "overall"):
+        table.add_row(key, fmt(scores[key]), style="bold" if key == "overall" else None)
+    Console().print(table)
+    if scores["unparsed"]:
+        print(f"{scores['unparsed']} judgment(s) had no [[rating]] and are left out", file=sys.stderr)
+    print(f"scores: {args.output / 'scores.json'}")
+    return 0

@@ -1,0 +1,349 @@
+"""MT-Bench (Zheng et al., arXiv 2306.05685): answer 80 two-turn questions, grade each turn
+with an LLM judge on a 1-10 scale, report per-category and overall means.
+
+Grading follows FastChat's single-answer mode (``fastchat/llm_judge/gen_judgment.py``):
+turn 1 with ``single-v1``, turn 2 with ``single-v1-multi-turn``; questions in the
+math, reasoning and coding categories use the ``single-math-v1`` variants, which show the
+judge GPT-4's reference answer. The rating is the number in ``[[n]]`` (``[n]`` as a
+fallback); a judgment without one scores -1 and, as in FastChat, is left out of the means.
+
+Answers and judgments are appended to JSONL files as they arrive. A rerun reads them back
+and only does what is missing, so an interrupted run never pays twice for a judgment.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from asft.evaluate.judge_prompts import SINGLE_PROMPTS, JudgePrompt
+
+FASTCHAT_COMMIT = "0e6d3e4beaab66f4d3f93db72541a4abab8af28d"
+_FASTCHAT_DATA = (
+    f"https://raw.githubusercontent.com/lm-sys/FastChat/{FASTCHAT_COMMIT}/fastchat/llm_judge/data"
+)
+QUESTIONS_URL = f"{_FASTCHAT_DATA}/mt_bench/question.jsonl"
+REFERENCE_ANSWERS_URL = f"{_FASTCHAT_DATA}/mt_bench/reference_answer/gpt-4.jsonl"
+NEED_REF_CATEGORIES = frozenset({"math", "reasoning", "coding"})
+
+_RATING = re.compile(r"\[\[(\d+\.?\d*)\]\]")
+_RATING_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
+
+
+@dataclass(frozen=True)
+class Question:
+    """One MT-Bench question: ``turns`` are the user's messages, in order."""
+
+    question_id: int
+    category: str
+    turns: tuple[str, ...]
+    reference: tuple[str, ...] | None = None
+
+
+def _is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+def read_jsonl(source: str | Path, timeout: float = 60.0) -> list[tuple[str, dict]]:
+    """``(where, record)`` for each non-blank line of a JSONL file or http(s) URL.
+
+    ``where`` is ``source:line`` for error messages. Raises ValueError on bad JSON or a
+    record that is not an object, OSError when the file or URL cannot be read.
+    """
+    source = str(source)
+    if _is_url(source):
+        try:
+            with urllib.request.urlopen(source, timeout=timeout) as response:
+                text = response.read().decode("utf-8")
+        except OSError as err:
+            raise OSError(f"could not download {source}: {err}") from None
+    else:
+        text = Path(source).read_text(encoding="utf-8")
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{source}:{n}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{where}: invalid JSON ({err.msg})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        out.append((where, record))
+    return out
+
+
+def _strings(value, where: str, field: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{where}: field {field!r} must be a non-empty list of strings")
+    return tuple(value)
+
+
+def load_questions(source: str | Path = QUESTIONS_URL) -> list[Question]:
+    """Questions from FastChat's ``question.jsonl`` format (a path or URL), in file order."""
+    questions, seen = [], set()
+    for where, rec in read_jsonl(source):
+        for key in ("question_id", "category", "turns"):
+            if key not in rec:
+                raise ValueError(f"{where}: missing field {key!r}")
+        qid = rec["question_id"]
+        if not isinstance(qid, int) or isinstance(qid, bool):
+            raise ValueError(f"{where}: field 'question_id' must be an integer")
+        if qid in seen:
+            raise ValueError(f"{where}: duplicate question_id {qid}")
+        seen.add(qid)
+        if not isinstance(rec["category"], str):
+            raise ValueError(f"{where}: field 'category' must be a string")
+        ref = rec.get("reference")
+        questions.append(Question(
+            qid, rec["category"], _strings(rec["turns"], where, "turns"),
+            _strings(ref, where, "reference") if ref is not None else None,
+        ))
+    if not questions:
+        raise ValueError(f"{source}: no questions")
+    return questions
+
+
+def load_reference_answers(source: str | Path = REFERENCE_ANSWERS_URL) -> dict[int, tuple[str, ...]]:
+    """``question_id -> reference turns`` from a FastChat model-answer file (path or URL)."""
+    refs = {}
+    for where, rec in read_jsonl(source):
+        try:
+            qid, turns = int(rec["question_id"]), rec["choices"][0]["turns"]
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise ValueError(f"{where}: expected fields question_id and choices[0].turns") from None
+        refs[qid] = _strings(turns, where, "choices[0].turns")
+    return refs
+
+
+def load_judge_prompts(source: str | Path | None = None) -> dict[str, JudgePrompt]:
+    """Single-answer prompts by name: FastChat's built in, or read from a ``judge_prompts.jsonl``."""
+    if source is None:
+        return dict(SINGLE_PROMPTS)
+    prompts = {}
+    for where, rec in read_jsonl(source):
+        try:
+            prompts[rec["name"]] = JudgePrompt(
+                rec["name"], rec["system_prompt"], rec["prompt_template"], rec["output_format"]
+            )
+        except KeyError as err:
+            raise ValueError(f"{where}: missing field {err.args[0]!r}") from None
+    missing = sorted(set(SINGLE_PROMPTS) - set(prompts))
+    if missing:
+        raise ValueError(f"{source}: lacks judge prompt(s) {', '.join(missing)}")
+    return prompts
+
+
+def parse_rating(judgment: str) -> float:
+    """The judge's rating: the number in ``[[n]]``, else in ``[n]``, else -1 (FastChat's rule)."""
+    match = _RATING.search(judgment) or _RATING_BACKUP.search(judgment)
+    return float(match.group(1)) if match else -1.0
+
+
+def prompt_name(category: str, turn: int) -> str:
+    """The FastChat prompt that grades ``turn`` (1 or 2) of a question in ``category``."""
+    base = "single-math-v1" if category in NEED_REF_CATEGORIES else "single-v1"
+    return base if turn == 1 else base + "-multi-turn"
+
+
+def judge_messages(
+    prompts: dict[str, JudgePrompt],
+    question: Question,
+    answer: Sequence[str],
+    turn: int,
+    reference: Sequence[str] | None = None,
+) -> tuple[str, str, str]:
+    """``(prompt name, system message, user message)`` for grading ``turn`` of ``answer``.
+
+    ``reference`` is required for math, reasoning and coding questions.
+    """
+    name = prompt_name(question.category, turn)
+    prompt = prompts[name]
+    fields = {}
+    if question.category in NEED_REF_CATEGORIES:
+        if reference is None:
+            raise ValueError(
+                f"question {question.question_id} ({question.category}) needs a reference answer"
+            )
+        fields["ref_answer_1"] = reference[0]
+        if turn == 2:
+            fields["ref_answer_2"] = reference[1]
+    if turn == 1:
+        user = prompt.prompt_template.format(question=question.turns[0], answer=answer[0], **fields)
+    else:
+        user = prompt.prompt_template.format(
+            question_1=question.turns[0], answer_1=answer[0],
+            question_2=question.turns[1], answer_2=answer[1], **fields,
+        )
+    return name, prompt.system_prompt, user
+
+
+class JsonlLog:
+    """An append-only JSONL file, safe to append to from several threads.
+
+    On open, a last line cut short by a crash (no trailing newline) is dropped, so the next
+    append starts on a clean line.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            data = self.path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                self.path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+    def records(self) -> list[dict]:
+        """Every record written so far, in order."""
+        if not self.path.exists():
+            return []
+        return [r for _, r in read_jsonl(self.path)]
+
+    def append(self, record: dict) -> None:
+        """Write one record and flush it to disk before returning."""
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        with self._lock, self.path.open("a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+
+
+def reference_for(question: Question, references: dict[int, Sequence[str]]) -> tuple[str, ...] | None:
+    """The reference turns the judge sees: the reference-answer file's, else the question's own."""
+    if question.question_id in references:
+        return tuple(references[question.question_id])
+    return question.reference
+
+
+def answer_questions(
+    generate: Callable[[list[list[dict]]], list[str]],
+    questions: Sequence[Question],
+    log: JsonlLog,
+    model_id: str,
+    chunk: int = 8,
+    on_done: Callable[[int], None] | None = None,
+) -> dict[int, list[str]]:
+    """Answer every question not yet in ``log``; return all answers by question id.
+
+    ``generate`` maps a list of conversations to the model's replies. Questions go in chunks
+    of ``chunk``: all first turns, then all second turns with the model's own first reply in
+    the history; each finished question is appended to ``log`` in FastChat's answer format.
+    """
+    answers = {int(r["question_id"]): list(r["choices"][0]["turns"]) for r in log.records()}
+    todo = [q for q in questions if q.question_id not in answers]
+    for start in range(0, len(todo), chunk):
+        batch = todo[start:start + chunk]
+        history = [[] for _ in batch]
+        replies = [[] for _ in batch]
+        for turn in range(max(len(q.turns) for q in batch)):
+            active = [i for i, q in enumerate(batch) if turn < len(q.turns)]
+            for i in active:
+                history[i].append({"role": "user", "content": batch[i].turns[turn]})
+            outs = generate([history[i] for i in active])
+            for i, out in zip(active, outs):
+                history[i].append({"role": "assistant", "content": out})
+                replies[i].append(out)
+        for q, turns in zip(batch, replies):
+            log.append({
+                "question_id": q.question_id, "answer_id": f"{model_id}:{q.question_id}",
+                "model_id": model_id, "choices": [{"index": 0, "turns": turns}],
+                "tstamp": time.time(),
+            })
+            answers[q.question_id] = turns
+        if on_done is not None:
+            on_done(len(batch))
+    return answers
+
+
+def judge_answers(
+    complete: Callable[[str, str], str],
+    judge_model: str,
+    model_id: str,
+    prompts: dict[str, JudgePrompt],
+    questions: Sequence[Question],
+    answers: dict[int, Sequence[str]],
+    references: dict[int, Sequence[str]],
+    log: JsonlLog,
+    parallel: int = 1,
+    on_done: Callable[[int], None] | None = None,
+) -> list[dict]:
+    """Grade every (question, turn) not yet in ``log``; return all judgments.
+
+    ``complete(system, user)`` returns the judge's reply. Each judgment is appended to
+    ``log`` as soon as it arrives (FastChat's single-judgment fields plus ``category``).
+    With ``parallel > 1`` that many requests are in flight at once. The first error stops
+    the run after in-flight requests finish; what was judged stays in ``log``.
+    """
+    done = {(int(r["question_id"]), int(r["turn"])) for r in log.records()}
+    jobs = []
+    for q in questions:
+        for turn in range(1, min(len(q.turns), 2) + 1):
+            if (q.question_id, turn) not in done:
+                ref = reference_for(q, references) if q.category in NEED_REF_CATEGORIES else None
+                jobs.append((q, turn, judge_messages(prompts, q, answers[q.question_id], turn, ref)))
+
+    def grade(job) -> dict:
+        q, turn, (name, system, user) = job
+        judgment = complete(system, user)
+        record = {
+            "question_id": q.question_id, "category": q.category, "model": model_id,
+            "judge": [judge_model, name], "user_prompt": user, "judgment": judgment,
+            "score": parse_rating(judgment), "turn": turn, "tstamp": time.time(),
+        }
+        log.append(record)
+        return record
+
+    if parallel <= 1:
+        for job in jobs:
+            grade(job)
+            if on_done is not None:
+                on_done(1)
+    else:
+        with ThreadPoolExecutor(parallel) as pool:
+            futures = [pool.submit(grade, job) for job in jobs]
+            try:
+                for fut in as_completed(futures):
+                    fut.result()
+                    if on_done is not None:
+                        on_done(1)
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+    return log.records()
+
+
+def _mean(values: Iterable[float]) -> float | None:
+    values = list(values)
+    return sum(values) / len(values) if values else None
+
+
+def summarize(questions: Sequence[Question], judgments: Sequence[dict]) -> dict:
+    """MT-Bench scores from judgments: ``overall``, ``turn1``, ``turn2`` and ``categories``
+    (mean rating per category over both turns), plus counts. Ratings of -1 (no rating
+    found) are excluded, as FastChat's ``show_result.py`` does, and counted in ``unparsed``.
+    """
+    category = {q.question_id: q.category for q in questions}
+    scored = [j for j in judgments if int(j["question_id"]) in category]
+    valid = [j for j in scored if j["score"] != -1]
+    cats = sorted({category[int(j["question_id"])] for j in valid})
+    return {
+        "overall": _mean(j["score"] for j in valid),
+        "turn1": _mean(j["score"] for j in valid if int(j["turn"]) == 1),
+        "turn2": _mean(j["score"] for j in valid if int(j["turn"]) == 2),
+        "categories": {
+            c: _mean(j["score"] for j in valid if category[int(j["question_id"])] == c)
+            for c in cats
+        },
+        "judgments": len(scored),
+        "unparsed": len(scored) - len(valid),
+        "questions": len(questions),
+    }

@@ -1,0 +1,268 @@
+"""MT-Bench: question loading, FastChat's grading prompts and rating rule, the judge client's
+retries and key hygiene, and ``asft mt-bench`` end to end against a judge served on 127.0.0.1
+by the test, including resume after an interruption."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from asft.cli import main
+from asft.evaluate import mt_bench as mb
+from asft.evaluate.judge import JudgeClient, JudgeError
+
+SECRET = "sk-test-DO-NOT-LEAK-1234567890"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "mt_bench"
+
+QUESTIONS = [
+    {"question_id": 81, "category": "writing",
+     "turns": ["Write a haiku about rain.", "Now make it rhyme."]},
+    {"question_id": 111, "category": "math",
+     "turns": ["What is 7 times 8?", "And 7 times 9?"]},
+    {"question_id": 121, "category": "coding",
+     "turns": ["Write a Python function that adds two numbers.", "Add type hints."]},
+]
+REFERENCES = [
+    {"question_id": 111, "choices": [{"index": 0, "turns": ["56", "63"]}]},
+    {"question_id": 121, "choices": [{"index": 0, "turns": ["def add(a, b): ...", "typed"]}]},
+]
+
+
+class Judge:
+    """A fake OpenAI-compatible judge. Ratings: 8 for a first turn, 6 for a second turn, and
+    ``[3]`` (FastChat's backup format) whenever a reference answer is shown.
+
+    ``fail_first``: how many requests get HTTP 503 before any succeeds (transient errors).
+    ``abort_after``: after this many successful replies every request gets HTTP 400.
+    """
+
+    def __init__(self, fail_first: int = 0, abort_after: int | None = None):
+        self.fail_first, self.abort_after = fail_first, abort_after
+        self.served: list[dict] = []
+        self.failures = 0
+        self.auth: set[str | None] = set()
+        self.lock = threading.Lock()
+        judge = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with judge.lock:
+                    judge.auth.add(self.headers.get("Authorization"))
+                    if judge.failures < judge.fail_first:
+                        judge.failures += 1
+                        return self._reply(503, {"error": "overloaded"})
+                    if judge.abort_after is not None and len(judge.served) >= judge.abort_after:
+                        return self._reply(400, {"error": "stop"})
+                    judge.served.append(body)
+                system, user = body["messages"][0]["content"], body["messages"][1]["content"]
+                if "Reference" in user:
+                    text = "Close to the reference. Rating: [3]"
+                elif "second user question" in system:
+                    text = "Fine follow-up. Rating: [[6]]"
+                else:
+                    text = "Good answer. Rating: [[8]]"
+                self._reply(200, {"choices": [{"message": {"role": "assistant", "content": text}}]})
+
+            def _reply(self, code, payload):
+                data = json.dumps(payload).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def judge_factory():
+    judges = []
+
+    def make(**kwargs) -> Judge:
+        judges.append(Judge(**kwargs))
+        return judges[-1]
+
+    yield make
+    for j in judges:
+        j.close()
+
+
+@pytest.fixture
+def files(tmp_path, monkeypatch):
+    monkeypatch.setenv("ASFT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TEST_JUDGE_KEY", SECRET)
+    q = tmp_path / "question.jsonl"
+    q.write_text("".join(json.dumps(r) + "\n" for r in QUESTIONS))
+    ref = tmp_path / "ref.jsonl"
+    ref.write_text("".join(json.dumps(r) + "\n" for r in REFERENCES))
+    return q, ref
+
+
+def _argv(files, out, judge, *extra):
+    q, ref = files
+    return ["mt-bench", "--model", "tiny-llama", "--output", str(out), "--questions", str(q),
+            "--reference-answers", str(ref), "--judge-base-url", judge.url,
+            "--judge-model", "fake-judge", "--judge-api-key-env", "TEST_JUDGE_KEY",
+            "--max-new-tokens", "4", "--batch-size", "2", "--judge-backoff", "0.01", *extra]
+
+
+def test_parse_rating_follows_fastchat():
+    assert mb.parse_rating("Rating: [[7]]") == 7
+    assert mb.parse_rating("[[8.5]] and later [3]") == 8.5
+    assert mb.parse_rating("no double brackets, Rating: [4]") == 4
+    assert mb.parse_rating("I refuse to rate this.") == -1
+
+
+def test_prompt_choice_and_reference_fields():
+    prompts = mb.load_judge_prompts()
+    math = mb.Question(111, "math", ("Q1?", "Q2?"))
+    writing = mb.Question(81, "writing", ("W1?", "W2?"))
+    assert [mb.prompt_name(q.category, t) for q in (writing, math) for t in (1, 2)] == [
+        "single-v1", "single-v1-multi-turn", "single-math-v1", "single-math-v1-multi-turn"]
+    name, system, user = mb.judge_messages(prompts, math, ["A1", "A2"], 2, ["R1", "R2"])
+    assert name == "single-math-v1-multi-turn"
+    assert "focus on the assistant's answer to the second question" in system
+    for piece in ("### User:\nQ1?", "### Reference answer:\nR2", "### Assistant A:\nA2"):
+        assert piece in user
+    _, system, user = mb.judge_messages(prompts, writing, ["A {x} 1"], 1)
+    assert system == "You are a helpful assistant."
+    assert "[Question]\nW1?" in user and "A {x} 1" in user
+    with pytest.raises(ValueError, match=r"question 111 \(math\) needs a reference"):
+        mb.judge_messages(prompts, math, ["A1"], 1)
+
+
+def test_load_questions_reports_file_and_line(tmp_path):
+    bad = tmp_path / "q.jsonl"
+    bad.write_text(json.dumps(QUESTIONS[0]) + "\n" + json.dumps({"question_id": 2, "turns": ["x"]}) + "\n")
+    with pytest.raises(ValueError, match=r"q.jsonl:2: missing field 'category'"):
+        mb.load_questions(bad)
+    bad.write_text(json.dumps(QUESTIONS[0]) + "\n{oops\n")
+    with pytest.raises(ValueError, match=r"q.jsonl:2: invalid JSON"):
+        mb.load_questions(bad)
+
+
+def test_judge_client_retries_then_gives_up_without_leaking_key(judge_factory, monkeypatch):
+    monkeypatch.setenv("TEST_JUDGE_KEY", SECRET)
+    sleeps: list[float] = []
+    flaky = judge_factory(fail_first=2)
+    client = JudgeClient(flaky.url, "m", "TEST_JUDGE_KEY", backoff=0.5, sleep=sleeps.append)
+    assert "[[8]]" in client.complete("sys", "user")
+    assert sleeps == [0.5, 1.0] and flaky.auth == {f"Bearer {SECRET}"}
+    assert SECRET not in repr(client)
+
+    down = judge_factory(fail_first=100)
+    client = JudgeClient(down.url, "m", "TEST_JUDGE_KEY", max_retries=2, sleep=sleeps.append)
+    with pytest.raises(JudgeError, match="failed 3 times; last error: HTTP 503") as info:
+        client.complete("sys", "user")
+    assert down.failures == 3 and SECRET not in str(info.value)
+
+    refusing = judge_factory(abort_after=0)
+    client = JudgeClient(refusing.url + "/chat/completions", "m", "TEST_JUDGE_KEY", sleep=sleeps.append)
+    with pytest.raises(JudgeError, match="HTTP 400"):
+        client.complete("sys", "user")
+    assert client.url.endswith("/v1/chat/completions")
+
+
+def test_mt_bench_end_to_end(files, tmp_path, judge_factory, capsys):
+    judge = judge_factory(fail_first=1)
+    out = tmp_path / "run"
+    assert main(_argv(files, out, judge, "--judge-parallel", "3")) == 0
+    assert judge.failures == 1 and len(judge.served) == 6
+    assert judge.auth == {f"Bearer {SECRET}"}
+    assert {b["model"] for b in judge.served} == {"fake-judge"}
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["categories"] == {"coding": 3.0, "math": 3.0, "writing": 7.0}
+    assert scores["turn1"] == pytest.approx((8 + 3 + 3) / 3)
+    assert scores["turn2"] == pytest.approx((6 + 3 + 3) / 3)
+    assert scores["overall"] == pytest.approx(26 / 6)
+    answers = [json.loads(x) for x in (out / "answers.jsonl").read_text().splitlines()]
+    assert sorted(a["question_id"] for a in answers) == [81, 111, 121]
+    assert all(len(a["choices"][0]["turns"]) == 2 for a in answers)
+    judgments = [json.loads(x) for x in (out / "judgments.jsonl").read_text().splitlines()]
+    assert sorted((j["question_id"], j["turn"]) for j in judgments) == [
+        (81, 1), (81, 2), (111, 1), (111, 2), (121, 1), (121, 2)]
+    math_turn2 = next(j for j in judgments if j["question_id"] == 111 and j["turn"] == 2)
+    assert math_turn2["judge"] == ["fake-judge", "single-math-v1-multi-turn"]
+    assert "### Reference answer:\n63" in math_turn2["user_prompt"]
+    captured = capsys.readouterr()
+    assert "overall" in captured.out
+    for f in out.iterdir():
+        assert SECRET not in f.read_text()
+    assert SECRET not in captured.out + captured.err
+
+
+def test_mt_bench_resumes_without_paying_twice(files, tmp_path, judge_factory, monkeypatch, capsys):
+    out = tmp_path / "run"
+    first = judge_factory(abort_after=2)
+    assert main(_argv(files, out, first, "--judge-parallel", "1")) == 1
+    err = capsys.readouterr().err
+    assert "2 of 6 judgments saved" in err and "rerun the same command" in err
+    assert SECRET not in err
+
+    # The rerun must neither load the model nor regenerate answers, and only judge the rest.
+    from asft.commands import mt_bench as command
+
+    def no_model(args):
+        raise AssertionError("answers were regenerated")
+
+    monkeypatch.setattr(command, "_generator", no_model)
+    second = judge_factory()
+    assert main(_argv(files, out, second, "--judge-parallel", "2")) == 0
+    assert len(second.served) == 4
+    prompts = [b["messages"][1]["content"] for b in first.served + second.served]
+    assert len(set(prompts)) == 6
+    assert json.loads((out / "scores.json").read_text())["judgments"] == 6
+
+
+def test_answers_resume_after_crash_mid_generation(tmp_path):
+    questions = [mb.Question(i, "writing", (f"q{i}a", f"q{i}b")) for i in range(5)]
+    log_path = tmp_path / "answers.jsonl"
+    calls: list[int] = []
+    crash_at = [3]
+
+    def generate(convs):
+        calls.append(len(convs))
+        if len(calls) == crash_at[0]:
+            raise RuntimeError("killed")
+        return [f"reply to {c[-1]['content']}" for c in convs]
+
+    with pytest.raises(RuntimeError, match="killed"):
+        mb.answer_questions(generate, questions, mb.JsonlLog(log_path), "m", chunk=2)
+    # Simulate a crash in the middle of writing a line.
+    with log_path.open("a") as f:
+        f.write('{"question_id": 2, "cho')
+    calls.clear()
+    crash_at[0] = 0
+    answers = mb.answer_questions(generate, questions, mb.JsonlLog(log_path), "m", chunk=2)
+    assert calls == [2, 2, 1, 1]  # questions 2-3 then 4, two turns each; 0-1 not redone
+    assert answers[3] == ["reply to q3a", "reply to q3b"]
+    records = [json.loads(x) for x in log_path.read_text().splitlines()]
+    assert [r["question_id"] for r in records] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.shared
+def test_fastchat_files_match_builtin_prompts():
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} is absent (FastChat's MT-Bench data lives beside the repo)")
+    questions = mb.load_questions(SHARED / "question.jsonl")
+    assert len(questions) == 80 and all(len(q.turns) == 2 for q in questions)
+    refs = mb.load_reference_answers(SHARED / "reference_answer_gpt-4.jsonl")
+    needing = [q.question_id for q in questions if q.category in mb.NEED_REF_CATEGORIES]
+    assert len(needing) == 30 and set(needing) <= set(refs)
+    from_file = mb.load_judge_prompts(SHARED / "judge_prompts.jsonl")
+    for name, prompt in mb.load_judge_prompts().items():
+        assert from_file[name] == prompt
