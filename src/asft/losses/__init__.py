@@ -1,48 +1,129 @@
 """Preference losses: pure functions of per-sequence statistics, one file each, one registry.
 
-The single public entry point is :func:`compute`; :data:`LOSSES` lists what is registered.
+The single public entry point is :func:`compute`; :data:`LOSSES` lists what is registered
+(``asft``, ``sft``, ``dpo``, ``ipo``, ``hinge``, ``rpo``, ``orpo``, ``simpo``, ``cpo``).
+Formulas, defaults and metric keys: docs/losses.md.
 """
 
 from __future__ import annotations
 
+import math
+from numbers import Real
+
 import torch
 
-from asft.losses import asft as _asft  # noqa: F401  (registers by import)
-from asft.losses.base import LOSSES, LossSpec, Metrics, SequenceStats, log1mexp
+# Each loss registers itself on import; this order is the order `asft losses` shows.
+# isort: off
+from asft.losses import asft as _asft  # noqa: F401
+from asft.losses import sft as _sft  # noqa: F401
+from asft.losses import dpo as _dpo  # noqa: F401
+from asft.losses import ipo as _ipo  # noqa: F401
+from asft.losses import hinge as _hinge  # noqa: F401
+from asft.losses import rpo as _rpo  # noqa: F401
+from asft.losses import orpo as _orpo  # noqa: F401
+from asft.losses import simpo as _simpo  # noqa: F401
+from asft.losses import cpo as _cpo  # noqa: F401
 
-__all__ = ["LOSSES", "LossSpec", "SequenceStats", "compute", "get_spec", "log1mexp", "resolve_hparams"]
+# isort: on
+from asft.losses.base import (
+    LOSSES,
+    LossSpec,
+    Metrics,
+    SequenceStats,
+    log1mexp,
+    prepare,
+    require_reference,
+)
+
+__all__ = [
+    "LOSSES",
+    "LossSpec",
+    "SequenceStats",
+    "compute",
+    "get_spec",
+    "log1mexp",
+    "resolve_hparams",
+]
 
 
 def get_spec(name: str) -> LossSpec:
     """The registered :class:`LossSpec` for ``name``; ValueError listing valid names otherwise."""
     try:
         return LOSSES[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ValueError(
             f"unknown loss {name!r}; valid losses: {', '.join(sorted(LOSSES))}"
         ) from None
 
 
 def resolve_hparams(name: str, **hparams: float) -> dict[str, float]:
-    """Defaults of loss ``name`` overridden by ``hparams``; unknown keys raise a ValueError."""
+    """Defaults of loss ``name`` overridden by ``hparams``, as floats.
+
+    Raises a ValueError for an unknown loss, an unknown hyperparameter (listing the valid ones
+    with their defaults), or a value that is not a finite real number in range (> 0 for the
+    loss's ``positive`` ones, such as beta and tau; >= 0 for the others).
+    """
     spec = get_spec(name)
+    valid = ", ".join(f"{k}={v:g}" for k, v in spec.defaults.items()) or "none"
     unknown = sorted(set(hparams) - set(spec.defaults))
     if unknown:
-        valid = ", ".join(f"{k}={v}" for k, v in spec.defaults.items()) or "none"
         raise ValueError(
             f"unknown hyperparameter(s) {', '.join(unknown)} for loss {name!r}; valid: {valid}"
         )
-    return {**spec.defaults, **{k: float(v) for k, v in hparams.items()}}
+    resolved = dict(spec.defaults)
+    for key, value in hparams.items():
+        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+            raise ValueError(f"loss {name!r}: {key} must be a finite number, got {value!r}")
+        value = float(value)
+        if key in spec.positive and value <= 0:
+            raise ValueError(f"loss {name!r}: {key} must be > 0, got {value:g}")
+        if value < 0:
+            raise ValueError(f"loss {name!r}: {key} must be >= 0, got {value:g}")
+        resolved[key] = value
+    return resolved
 
 
 def compute(name: str, stats: SequenceStats, **hparams: float) -> tuple[torch.Tensor, Metrics]:
     """Per-example loss [B] and a dict of detached per-example metrics ([B] tensors).
 
+    The loss is computed in float32, or float64 when the statistics are float64, whatever
+    the input dtype (bf16 statistics are upcast; gradients flow back in their own dtype).
+    Reference log-probs are treated as constants (detached).
+
+    A pair with a response of zero tokens cannot be scored (its mean log-prob is 0/0): its
+    loss and metrics are 0, no gradient reaches it, and ``pairs/scorable`` (1.0 / 0.0) says
+    so. Average with ``loss.sum() / metrics["pairs/scorable"].sum().clamp_min(1)`` and report
+    the unscorable count, rather than ``loss.mean()``.
+
+    Metrics present for every loss: ``pairs/scorable``, ``logps/chosen``, ``logps/rejected``
+    (summed log-probs, nats), ``mean_logps/chosen``, ``mean_logps/rejected`` (nats/token), and
+    one ``terms/<name>`` per additive term, unweighted. Losses with implicit rewards add
+    ``rewards/chosen``, ``rewards/rejected``, ``rewards/margin`` and ``rewards/accuracy``.
+
     Args:
         name: a key of :data:`LOSSES` (``asft``, ``sft``, ``dpo``, ...).
-        stats: the batch's :class:`SequenceStats`.
+        stats: the batch's :class:`SequenceStats`, every tensor of shape [B].
         **hparams: overrides of the loss's defaults; unknown names raise a ValueError.
+
+    Raises:
+        ValueError: unknown loss or hyperparameter, a value out of range, tensors of
+            mismatched shapes, or a reference loss without reference log-probs.
     """
     spec = get_spec(name)
-    loss, metrics = spec.fn(stats, **resolve_hparams(name, **hparams))
+    resolved = resolve_hparams(name, **hparams)
+    if spec.needs_reference:
+        require_reference(name, stats)
+    stats, scorable = prepare(stats)
+    loss, metrics = spec.fn(stats, **resolved)
+    metrics = {
+        **metrics,
+        "logps/chosen": stats.chosen_logps.detach(),
+        "logps/rejected": stats.rejected_logps.detach(),
+        "mean_logps/chosen": stats.mean_chosen().detach(),
+        "mean_logps/rejected": stats.mean_rejected().detach(),
+    }
+    zero = loss.new_zeros(())
+    loss = torch.where(scorable, loss, zero)
+    metrics = {k: torch.where(scorable, v.to(loss.dtype), zero) for k, v in metrics.items()}
+    metrics["pairs/scorable"] = scorable.to(loss.dtype)
     return loss, metrics

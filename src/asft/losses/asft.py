@@ -7,7 +7,9 @@ responses; P = exp(s) in (0, 1]; the log-odds r(y) = s - log(1 - exp(s)).
     L_align = -log sigma(beta * r_w) - log sigma(-beta * r_l)
 
 With beta = 1 and sigma(r) = P, L_align = -log P_w - log(1 - P_l): one binary cross-entropy
-per response on its *absolute* likelihood, no reference model. beta != 1 is the temperature
+per response on its *absolute* likelihood, no reference model. Closed form (beta = 1,
+sft_weight = 1): L = -(1 + lam) * s_w - lam * log(1 - exp(s_l)), with gradients
+dL/ds_w = -(1 + lam) and dL/ds_l = lam * P_l / (1 - P_l). beta != 1 is the temperature
 variant of arXiv 2502.01237; sft_weight = 0 gives its alignment-only second stage.
 """
 
@@ -16,19 +18,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from asft.losses.base import Metrics, SequenceStats, log1mexp, register
+from asft.losses.base import Metrics, SequenceStats, log_odds, register
 
-
-def log_odds(s: torch.Tensor) -> torch.Tensor:
-    """r = s - log(1 - exp(s)) for mean log-probs s <= 0, in float32 or wider. Shape kept."""
-    s = s.float() if s.dtype in (torch.float16, torch.bfloat16) else s
-    return s - log1mexp(s)
+__all__ = ["asft_loss", "log_odds"]
 
 
 @register(
     "asft",
     paper="2409.10571",
-    summary="SFT on chosen + absolute-likelihood BCE on each response; no reference model",
+    summary="NLL of chosen + one absolute-likelihood BCE per response",
+    positive=("beta",),
     lam=1.0,
     beta=1.0,
     sft_weight=1.0,
@@ -36,10 +35,15 @@ def log_odds(s: torch.Tensor) -> torch.Tensor:
 def asft_loss(
     stats: SequenceStats, lam: float, beta: float, sft_weight: float
 ) -> tuple[torch.Tensor, Metrics]:
+    """Per-example ASFT loss [B].
+
+    Metrics ([B], detached): ``terms/sft`` (-s_w), ``terms/align`` (L_align, unweighted),
+    ``log_odds/chosen`` (r_w), ``log_odds/rejected`` (r_l).
+    """
     s_w = stats.mean_chosen()
     s_l = stats.mean_rejected()
     r_w, r_l = log_odds(s_w), log_odds(s_l)
-    sft = -s_w.to(r_w.dtype)
+    sft = -s_w
     align = -F.logsigmoid(beta * r_w) - F.logsigmoid(-beta * r_l)
     loss = sft_weight * sft + lam * align
     metrics = {
