@@ -15,7 +15,12 @@ import pytest
 import torch
 
 from asft.data.collate import collate
-from asft.logprobs import PreferenceScorer, attention_mask_4d, target_logprobs
+from asft.logprobs import (
+    PreferenceScorer,
+    attention_mask_4d,
+    shared_layout_supported,
+    target_logprobs,
+)
 from asft.tiny import build_model
 
 VOCAB = 97
@@ -144,3 +149,19 @@ def test_bad_inputs_raise():
         collate([Pair([1], [1], [2])], 0, layout="zigzag")
     with pytest.raises(ValueError, match="unknown head"):
         PreferenceScorer(build_model(VOCAB), head="sparse")
+
+
+def test_shared_layout_support_detected(model):
+    assert shared_layout_supported(model)
+
+
+def test_shared_layout_rejected_for_model_ignoring_4d_mask(monkeypatch):
+    """A model whose decoder drops the 4D mask and position ids must be detected."""
+    m = build_model(VOCAB, hidden=64, layers=2, seed=2)
+    orig = m.model.forward
+
+    def forward(input_ids=None, attention_mask=None, position_ids=None, **kw):
+        return orig(input_ids=input_ids, **kw)
+
+    monkeypatch.setattr(m.model, "forward", forward)
+    assert not shared_layout_supported(m)

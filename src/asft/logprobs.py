@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from asft.data.collate import PROMPT
+from asft.data.collate import PROMPT, Pair, collate
 
 HEADS = ("chunked", "full")
 
@@ -159,9 +159,12 @@ class PreferenceScorer(nn.Module):
         self.softcap = float(getattr(lm.config, "final_logit_softcapping", None) or 0.0)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        input_ids = batch["input_ids"]
         lm = _unwrap(self.model)
-        dtype = lm.get_input_embeddings().weight.dtype
+        embed = lm.get_input_embeddings().weight
+        dtype = embed.dtype
+        if batch["input_ids"].device != embed.device:
+            batch = move_batch(batch, embed.device)
+        input_ids = batch["input_ids"]
         if batch["layout"] == "plain" and not bool((batch["group_ids"] > 0).any()):
             # One sequence per row: a 2D padding mask is enough and every model accepts it.
             mask = (batch["group_ids"] >= 0).long()
@@ -183,3 +186,41 @@ class PreferenceScorer(nn.Module):
         logps = torch.zeros(n_seq, dtype=torch.float32, device=token_logps.device).index_add(0, seq, token_logps)
         tokens = torch.bincount(seq, minlength=n_seq)
         return logps, tokens
+
+
+def shared_layout_supported(model: nn.Module) -> bool:
+    """Whether ``model`` honours a 4D attention mask and position ids, checked by computation.
+
+    Scores a few random pairs with the shared (packed) layout and with the plain layout and
+    compares. A model that raises, or silently ignores the 4D mask or the position ids, gives
+    different numbers (seeing the chosen tokens moves the rejected log-probs far more than
+    rounding does), and the caller falls back to ``plain``. Costs one small forward pass.
+    """
+    lm = _unwrap(model)
+    vocab = lm.get_output_embeddings().weight.shape[0]
+    device = lm.get_input_embeddings().weight.device
+    gen = torch.Generator().manual_seed(0)
+
+    def ids(n: int) -> list[int]:
+        return torch.randint(0, vocab, (n,), generator=gen).tolist()
+
+    pairs = [Pair(ids(5), ids(4), ids(3)), Pair(ids(3), ids(2), ids(4))]
+    scorer = PreferenceScorer(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            shared, tokens = scorer(move_batch(collate(pairs, 0, "shared", pack=True), device))
+            plain, _ = scorer(move_batch(collate(pairs, 0, "plain"), device))
+    except Exception:  # any failure of the custom mask path means: use the plain layout
+        return False
+    finally:
+        model.train(was_training)
+    half = lm.get_input_embeddings().weight.dtype in (torch.float16, torch.bfloat16)
+    per_token = ((shared - plain).abs() / tokens).max().item()
+    return per_token < (5e-2 if half else 1e-3)
+
+
+def move_batch(batch: dict, device: torch.device | str) -> dict:
+    """The batch with its tensors on ``device`` (ints and strings unchanged)."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}

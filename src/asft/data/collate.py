@@ -32,6 +32,7 @@ Batch keys (R rows of T positions, N response tokens, B pairs):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -44,6 +45,15 @@ class PairTokens(Protocol):
     prompt_ids: Sequence[int]
     chosen_ids: Sequence[int]
     rejected_ids: Sequence[int]
+
+
+@dataclass
+class Pair:
+    """A minimal tokenized pair (the data pipeline's TokenizedPair satisfies the same protocol)."""
+
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
 
 
 def _pieces(ex: PairTokens, layout: str) -> list[list[tuple[Sequence[int], int]]]:
