@@ -483,7 +483,7 @@ def test_metrics_shapes_and_terms_add_up(name):
     hp = OTHER_HPARAMS[name]
     loss, metrics = compute(name, SequenceStats(cw.requires_grad_(), cl, nw, nl, rw, rl), **hp)
     assert loss.shape == (32,)
-    common = {"pairs/scorable", "logps/chosen", "logps/rejected", "mean_logps/chosen", "mean_logps/rejected"}
+    common = {"pairs/scorable", "logps/chosen", "logps/rejected", "logps_sum/chosen", "logps_sum/rejected"}
     assert common <= set(metrics)
     terms = {k.removeprefix("terms/") for k in metrics if k.startswith("terms/")}
     assert terms == set(TERM_WEIGHTS[name])
@@ -500,7 +500,8 @@ def test_metrics_shapes_and_terms_add_up(name):
     torch.testing.assert_close(total, loss.detach(), rtol=1e-9, atol=1e-9)
     if rewards:
         torch.testing.assert_close(metrics["rewards/margin"], metrics["rewards/chosen"] - metrics["rewards/rejected"])
-    torch.testing.assert_close(metrics["mean_logps/chosen"], cw.detach() / nw)
+    torch.testing.assert_close(metrics["logps/chosen"], cw.detach() / nw)
+    torch.testing.assert_close(metrics["logps_sum/chosen"], cw.detach())
 
 
 def test_registry_contract():

@@ -96,7 +96,8 @@ def compute(name: str, stats: SequenceStats, **hparams: float) -> tuple[torch.Te
     the unscorable count, rather than ``loss.mean()``.
 
     Metrics present for every loss: ``pairs/scorable``, ``logps/chosen``, ``logps/rejected``
-    (summed log-probs, nats), ``mean_logps/chosen``, ``mean_logps/rejected`` (nats/token), and
+    (s_w and s_l: mean token log-probs, nats/token, the keys of metrics.jsonl),
+    ``logps_sum/chosen``, ``logps_sum/rejected`` (summed log-probs, nats), and
     one ``terms/<name>`` per additive term, unweighted. Losses with implicit rewards add
     ``rewards/chosen``, ``rewards/rejected``, ``rewards/margin`` and ``rewards/accuracy``.
 
@@ -117,10 +118,10 @@ def compute(name: str, stats: SequenceStats, **hparams: float) -> tuple[torch.Te
     loss, metrics = spec.fn(stats, **resolved)
     metrics = {
         **metrics,
-        "logps/chosen": stats.chosen_logps.detach(),
-        "logps/rejected": stats.rejected_logps.detach(),
-        "mean_logps/chosen": stats.mean_chosen().detach(),
-        "mean_logps/rejected": stats.mean_rejected().detach(),
+        "logps/chosen": stats.mean_chosen().detach(),
+        "logps/rejected": stats.mean_rejected().detach(),
+        "logps_sum/chosen": stats.chosen_logps.detach(),
+        "logps_sum/rejected": stats.rejected_logps.detach(),
     }
     zero = loss.new_zeros(())
     loss = torch.where(scorable, loss, zero)
