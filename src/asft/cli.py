@@ -18,6 +18,7 @@ from asft import __version__
 COMMAND_MODULES: tuple[str, ...] = (
     "asft.commands.losses",
     "asft.commands.mt_bench",
+    "asft.commands.gradients",
 )
 
 

@@ -1,0 +1,58 @@
+"""PNG figures: loss gradients across likelihoods, and log-likelihood dynamics during training.
+
+matplotlib runs on the Agg backend (no display needed); figures are closed after saving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from asft.evaluate.gradients import GradientRow
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_gradients(rows: Sequence[GradientRow], path: str | Path, fixed: float) -> Path:
+    """Two panels: dL/ds_w as P(y_w) sweeps (P(y_l) = ``fixed``), and dL/ds_l as P(y_l)
+    sweeps (P(y_w) = ``fixed``); one line per method. Returns ``path``."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    methods = list(dict.fromkeys(r.method for r in rows))
+    panels = (
+        ("chosen", "p_chosen", "grad_chosen", "P(chosen)",
+         f"dL/ds(chosen), P(rejected) = {fixed:g}"),
+        ("rejected", "p_rejected", "grad_rejected", "P(rejected)",
+         f"dL/ds(rejected), P(chosen) = {fixed:g}"),
+    )
+    for ax, (varied, x_key, y_key, xlabel, title) in zip(axes, panels):
+        for method in methods:
+            pts = [r for r in rows if r.method == method and r.varied == varied]
+            ax.plot([getattr(r, x_key) for r in pts], [getattr(r, y_key) for r in pts],
+                    label=method, linewidth=1.8)
+        ax.set_xlabel(f"{xlabel} = exp(s), one-token response")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].axhline(0, color="black", linewidth=0.6)
+    axes[0].set_ylabel("gradient (< 0: descent raises s)")
+    # The rejected-side push spans orders of magnitude (ASFT's grows like P / (1 - P)).
+    if all(r.grad_rejected > 0 for r in rows if r.varied == "rejected"):
+        axes[1].set_yscale("log")
+    else:
+        axes[1].axhline(0, color="black", linewidth=0.6)
+        axes[1].set_yscale("symlog", linthresh=1e-2)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Loss gradients w.r.t. sequence log-likelihood (autograd)", fontsize=11)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
