@@ -165,3 +165,20 @@ def test_shared_layout_rejected_for_model_ignoring_4d_mask(monkeypatch):
 
     monkeypatch.setattr(m.model, "forward", forward)
     assert not shared_layout_supported(m)
+
+
+def test_chunked_head_under_bf16_autocast_matches_full_path(model):
+    """Under CPU bf16 autocast both heads agree to bf16 rounding, gradients included."""
+    pairs = make_pairs(3, seed=7)
+    batch = collate(pairs, 0, "shared", pack=True)
+    results = {}
+    for head in ("full", "chunked"):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logps, tokens = PreferenceScorer(model, head=head, chunk_size=6)(batch)
+        (logps / tokens).sum().backward()
+        results[head] = (logps.detach(), model.lm_head.weight.grad.clone())
+    torch.testing.assert_close(results["chunked"][0], results["full"][0], rtol=2e-2, atol=0.5)
+    g_full, g_chunk = results["full"][1], results["chunked"][1]
+    cos = torch.nn.functional.cosine_similarity(g_full.flatten(), g_chunk.flatten(), dim=0)
+    assert cos > 0.99

@@ -49,35 +49,41 @@ class _TargetLogProb(torch.autograd.Function):
     Forward memory: [chunk, V] float32 at a time plus the [N] log-sum-exps. Returns [N] float32
     (float64 for float64 inputs, which the tests use). Backward per chunk:
     g = grad * (onehot - softmax), then dh = g W and dW += g^T h.
+
+    Matmuls run in the autocast dtype when autocast is on (the backward pass runs outside
+    autocast, so the dtype is recorded in forward and applied by hand), softmax math in fp32.
     """
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, chunk: int, softcap: float):
         n = hidden.shape[0]
         acc = _acc_dtype(hidden.dtype)
+        mm = _matmul_dtype(hidden.device, weight.dtype)
+        w = weight.to(mm)
         out = torch.empty(n, dtype=acc, device=hidden.device)
         lse = torch.empty(n, dtype=acc, device=hidden.device)
         for i in range(0, n, chunk):
-            logits = _softcap(_raw_logits(hidden[i:i + chunk], weight, bias), softcap)
+            logits = _softcap(_raw_logits(hidden[i:i + chunk].to(mm), w, bias, acc), softcap)
             lse[i:i + chunk] = torch.logsumexp(logits, dim=-1)
             out[i:i + chunk] = logits.gather(1, targets[i:i + chunk, None]).squeeze(1) - lse[i:i + chunk]
         ctx.save_for_backward(hidden, weight, bias, targets, lse)
-        ctx.chunk, ctx.softcap = chunk, softcap
+        ctx.chunk, ctx.softcap, ctx.mm = chunk, softcap, mm
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         hidden, weight, bias, targets, lse = ctx.saved_tensors
-        chunk, softcap = ctx.chunk, ctx.softcap
+        chunk, softcap, mm = ctx.chunk, ctx.softcap, ctx.mm
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        acc = _acc_dtype(hidden.dtype)
+        w = weight.to(mm)
         grad_h = torch.zeros_like(hidden) if need_h else None
         # Accumulate the weight gradient in float32 across chunks even for bf16 weights.
-        acc = _acc_dtype(hidden.dtype)
         grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_w else None
         grad_b = torch.zeros(weight.shape[0], dtype=acc, device=weight.device) if need_b else None
         for i in range(0, hidden.shape[0], chunk):
-            h = hidden[i:i + chunk]
-            raw = _raw_logits(h, weight, bias)
+            h = hidden[i:i + chunk].to(mm)
+            raw = _raw_logits(h, w, bias, acc)
             logits = _softcap(raw, softcap)
             g_out = grad_out[i:i + chunk, None].to(acc)
             # d log p(target) / d logits = onehot(target) - softmax(logits)
@@ -87,10 +93,11 @@ class _TargetLogProb(torch.autograd.Function):
                 g = g * (1 - torch.tanh(raw / softcap) ** 2)
             if need_b:
                 grad_b += g.sum(0)
+            g = g.to(mm)
             if need_h:
-                grad_h[i:i + chunk] = g.to(hidden.dtype) @ weight
+                grad_h[i:i + chunk] = g @ w
             if need_w:
-                grad_w.addmm_(g.T, h.to(acc))
+                grad_w += g.T @ h
         return (
             grad_h,
             grad_w.to(weight.dtype) if need_w else None,
@@ -99,17 +106,23 @@ class _TargetLogProb(torch.autograd.Function):
         )
 
 
+def _matmul_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
+    """The dtype the LM head's matmuls run in: autocast's when it is on, else the weights'."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return dtype
+
+
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     """Softmax and accumulation precision: float32, or float64 for float64 inputs."""
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _raw_logits(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """[n, V] logits of one chunk: matmul in the weights' dtype, the rest in fp32 or wider."""
-    raw = h @ weight.T
-    if bias is not None:
-        raw = raw + bias
-    return raw.to(_acc_dtype(raw.dtype))
+def _raw_logits(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                acc: torch.dtype) -> torch.Tensor:
+    """[n, V] logits of one chunk: the matmul in the operands' dtype, the rest in ``acc``."""
+    raw = (h @ weight.T).to(acc)
+    return raw + bias.to(acc) if bias is not None else raw
 
 
 def _softcap(raw: torch.Tensor, softcap: float) -> torch.Tensor:
