@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "asft.commands.losses",
     "asft.commands.mt_bench",
     "asft.commands.gradients",
+    "asft.commands.plot",
 )
 
 

@@ -56,3 +56,42 @@ def plot_gradients(rows: Sequence[GradientRow], path: str | Path, fixed: float) 
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_dynamics(runs: Sequence[tuple[str, dict[str, tuple[list[int], list[float]]]]],
+                  path: str | Path, title: str = "") -> Path:
+    """Three panels against the optimizer step: mean chosen log-likelihood, mean rejected
+    log-likelihood, and their margin; one line per run.
+
+    ``runs`` holds ``(label, series)`` with ``series["chosen"]`` and ``series["rejected"]``
+    as ``(steps, values)`` in nats per token. Returns ``path``.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for n, (label, series) in enumerate(runs):
+        color = colors[n % len(colors)]
+        steps_w, chosen = series["chosen"]
+        steps_l, rejected = series["rejected"]
+        axes[0].plot(steps_w, chosen, marker=".", color=color, label=label)
+        axes[1].plot(steps_l, rejected, marker=".", color=color, label=label)
+        at = dict(zip(steps_l, rejected))
+        margin = [(s, c - at[s]) for s, c in zip(steps_w, chosen) if s in at]
+        axes[2].plot([s for s, _ in margin], [m for _, m in margin], marker=".", color=color,
+                     label=label)
+    titles = ("chosen: mean log-prob per token", "rejected: mean log-prob per token",
+              "margin: chosen - rejected")
+    for ax, panel_title in zip(axes, titles):
+        ax.set_title(panel_title, fontsize=10)
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("nats per token")
+    axes[2].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
