@@ -16,6 +16,7 @@ from asft import __version__
 
 # Order is the order shown in --help.
 COMMAND_MODULES: tuple[str, ...] = (
+    "asft.commands.train",
     "asft.commands.losses",
     "asft.commands.mt_bench",
     "asft.commands.gradients",

@@ -1,0 +1,423 @@
+"""Crash-safe training checkpoints: written aside, sealed with a manifest, renamed into place.
+
+Layout of ``<output_dir>/checkpoints/step-0000040/``:
+
+    model.safetensors       trainable parameters (all weights, or only the LoRA adapters)
+    optimizer.safetensors   optimizer state tensors ("state.<param index>.<name>")
+    optimizer.json          optimizer param groups and non-tensor state
+    trainer_state.json      step, scheduler, data position, world size, logging state
+    rank-00000.safetensors  per process: torch (and CUDA) RNG states and running metric sums
+    rank-00000.json         per process: Python and NumPy RNG states
+    config.yaml             the resolved config of the run
+    COMPLETE                manifest: size and SHA-256 of every file above; written last
+
+A checkpoint is written into ``checkpoints/.tmp-step-0000040``, every file is fsynced, the
+manifest goes in last, and only then is the folder renamed to its final name (an atomic
+rename on POSIX file systems). A process killed at any moment therefore leaves either a
+complete, verifiable checkpoint or a temporary folder that resume ignores and cleans up.
+Old checkpoints are deleted by renaming them to ``.trash-*`` first, so a half-deleted folder
+never looks like a checkpoint. Only safetensors and JSON are written: nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from asft import faults
+from asft.cli import AsftError
+
+DIRNAME = "checkpoints"
+MARKER = "COMPLETE"
+FORMAT_VERSION = 1
+_STEP_DIR = re.compile(r"^step-(\d{7,})$")
+REQUIRED = ("model.safetensors", "optimizer.safetensors", "optimizer.json", "trainer_state.json",
+            "config.yaml", "rank-00000.safetensors", "rank-00000.json")
+
+
+class CheckpointError(AsftError):
+    """A checkpoint could not be written or no checkpoint can be resumed (message says why)."""
+
+
+class Collective(Protocol):
+    """What checkpointing needs from ``accelerate.Accelerator`` (a stub will do in tests)."""
+
+    is_main_process: bool
+    process_index: int
+    num_processes: int
+    device: torch.device
+
+    def wait_for_everyone(self) -> None: ...
+
+    def reduce(self, tensor: torch.Tensor, reduction: str = "sum") -> torch.Tensor: ...
+
+
+def step_dirname(step: int) -> str:
+    """``step-0000040`` for step 40 (zero-padded so that names sort by step)."""
+    return f"step-{step:07d}"
+
+
+def step_of(path: Path) -> int | None:
+    """The step encoded in a checkpoint folder's name, or None for other names."""
+    m = _STEP_DIR.match(path.name)
+    return int(m.group(1)) if m else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Durable file writes
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON and fsync it."""
+    _write_bytes(path, (json.dumps(obj, indent=1, allow_nan=True) + "\n").encode())
+
+
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Write a safetensors file (contiguous CPU copies) and fsync it."""
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path),
+              metadata={"format": "pt"})
+    _fsync_path(path)
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizer and RNG state as safetensors + JSON
+
+
+def flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A torch optimizer ``state_dict`` split into tensors and JSON-able metadata."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, st in state["state"].items():
+        for key, value in st.items():
+            if torch.is_tensor(value):
+                tensors[f"state.{idx}.{key}"] = value
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    groups = []
+    for group in state["param_groups"]:
+        bad = [k for k, v in group.items() if torch.is_tensor(v)]
+        if bad:
+            raise CheckpointError(f"optimizer param group holds tensors ({', '.join(bad)}); "
+                                  "use plain numbers for optimizer hyperparameters")
+        groups.append(group)
+    meta = {"param_groups": groups, "scalars": scalars, "indices": [int(i) for i in state["state"]]}
+    return tensors, meta
+
+
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`flatten_optimizer`."""
+    state: dict[int, dict[str, Any]] = {i: dict(meta["scalars"].get(str(i), {})) for i in meta["indices"]}
+    for name, value in tensors.items():
+        _, idx, key = name.split(".", 2)
+        state[int(idx)][key] = value
+    groups = [{k: (tuple(v) if isinstance(v, list) and k != "params" else v) for k, v in g.items()}
+              for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+def capture_rng() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The Python, NumPy, torch and CUDA RNG states of this process (tensors, JSON)."""
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    meta = {"numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+            "python": [version, list(internal), gauss]}
+    return tensors, meta
+
+
+def restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Set the RNG states captured by :func:`capture_rng`."""
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    name, keys, pos, has_gauss, cached = meta["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = meta["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+# ---------------------------------------------------------------------------------------------
+# Verification and discovery
+
+
+def verify(path: Path) -> str | None:
+    """None when ``path`` is a complete, intact checkpoint; otherwise the reason it is not."""
+    if not path.is_dir():
+        return "not a folder"
+    marker = path / MARKER
+    if not marker.is_file():
+        return f"no {MARKER} marker: the write was interrupted before it finished"
+    try:
+        manifest = json.loads(marker.read_text())
+        files = manifest["files"]
+        if manifest.get("format") != FORMAT_VERSION or not isinstance(files, dict):
+            return f"{MARKER} has an unknown format"
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{MARKER} marker is unreadable or truncated"
+    missing = [name for name in REQUIRED if name not in files]
+    if missing:
+        return f"manifest lacks {', '.join(missing)}"
+    for name, info in files.items():
+        f = path / name
+        if not f.is_file():
+            return f"{name} is missing"
+        try:
+            size = f.stat().st_size
+            if size != info["bytes"]:
+                return f"{name} has {size} bytes, the manifest says {info['bytes']} (truncated or replaced)"
+            if sha256(f) != info["sha256"]:
+                return f"{name} does not match its SHA-256 in the manifest (corrupted)"
+        except (OSError, KeyError, TypeError):
+            return f"{name} cannot be checked"
+    return None
+
+
+def candidates(root: Path) -> list[Path]:
+    """Checkpoint folders under ``root`` (complete or not), newest step first."""
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if step_of(p) is not None]
+    return sorted(found, key=lambda p: step_of(p) or 0, reverse=True)
+
+
+def find_latest(root: Path) -> tuple[Path | None, list[str]]:
+    """The newest complete checkpoint under ``root`` and why each newer candidate was skipped."""
+    skipped = []
+    for path in candidates(root):
+        problem = verify(path)
+        if problem is None:
+            return path, skipped
+        skipped.append(f"{path.name}: {problem}")
+    return None, skipped
+
+
+def resume_point(output_dir: Path) -> tuple[Path | None, list[str]]:
+    """The checkpoint ``--resume`` continues from, and notes on skipped ones.
+
+    Returns (None, notes) when the run has no checkpoint folder at all (nothing to resume, a
+    fresh start); raises :class:`CheckpointError` explaining every candidate when checkpoints
+    exist but none is complete.
+    """
+    root = output_dir / DIRNAME
+    path, skipped = find_latest(root)
+    if path is None and skipped:
+        raise CheckpointError(
+            f"cannot resume from {root}: no complete checkpoint.\n  "
+            + "\n  ".join(skipped)
+            + "\nRemove the damaged folders (or the whole output folder) to start again."
+        )
+    return path, skipped
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def _agree(comm: Collective, ok: bool) -> bool:
+    """True on every process when ``ok`` is True on every process."""
+    if comm.num_processes == 1:
+        return ok
+    flag = torch.tensor([0.0 if ok else 1.0], device=comm.device)
+    return float(comm.reduce(flag, "sum").item()) == 0.0
+
+
+def _discard(path: Path, trash: Path) -> None:
+    """Delete a folder by renaming it to ``trash`` first (a half-deleted one never looks valid)."""
+    if trash.exists():
+        shutil.rmtree(trash, ignore_errors=True)
+    os.replace(path, trash)
+    faults.hit("checkpoint.prune")
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def clean_stale(root: Path) -> list[str]:
+    """Remove temporary and trash folders left by killed processes; returns their names."""
+    removed = []
+    if root.is_dir():
+        for p in root.iterdir():
+            if p.is_dir() and (p.name.startswith(".tmp-") or p.name.startswith(".trash-")):
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p.name)
+    return removed
+
+
+def prune(root: Path, keep_last: int, current: int) -> list[str]:
+    """Delete complete checkpoints older than the newest ``keep_last``, and damaged folders of
+    steps before ``current`` (superseded by a complete one). Returns the names removed."""
+    removed = []
+    complete = 0
+    for path in candidates(root):
+        step = step_of(path) or 0
+        has_marker = (path / MARKER).is_file()
+        if has_marker and step <= current:
+            complete += 1
+            if complete <= keep_last:
+                continue
+        elif has_marker or step >= current:
+            continue
+        _discard(path, root / f".trash-{path.name}")
+        removed.append(path.name)
+    return removed
+
+
+def save(
+    comm: Collective,
+    root: Path,
+    step: int,
+    *,
+    model_state: Callable[[], dict[str, torch.Tensor]],
+    optimizer_state: Callable[[], dict[str, Any]],
+    trainer_state: dict[str, Any],
+    rank_tensors: dict[str, torch.Tensor],
+    rank_meta: dict[str, Any],
+    config_text: str,
+    keep_last: int,
+) -> Path:
+    """Write checkpoint ``step`` under ``root``; every process calls this together.
+
+    ``model_state`` and ``optimizer_state`` are called on the main process only (gather any
+    sharded state before). ``rank_tensors``/``rank_meta`` hold this process's own state
+    (merged with its RNG states). Raises :class:`CheckpointError` on every process when any
+    process fails to write (a full disk, say); the temporary folder is then removed and the
+    earlier checkpoints are untouched.
+    """
+    final = root / step_dirname(step)
+    tmp = root / f".tmp-{final.name}"
+    error: BaseException | None = None
+
+    def attempt(fn: Callable[[], None]) -> None:
+        nonlocal error
+        if error is None:
+            try:
+                fn()
+            except OSError as err:
+                error = err
+
+    def fail_if_any() -> None:
+        if not _agree(comm, error is None):
+            if comm.is_main_process:
+                shutil.rmtree(tmp, ignore_errors=True)
+            reason = f"{error.strerror or error}" if isinstance(error, OSError) else "another process failed"
+            earlier = [p.name for p in candidates(root) if (p / MARKER).is_file()]
+            keep = f"newest earlier checkpoint {earlier[0]} untouched" if earlier else "no earlier checkpoint"
+            raise CheckpointError(f"could not write checkpoint {final.name} in {root}: {reason}; "
+                                  f"the partial write was removed ({keep})")
+
+    def write_shared() -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        faults.hit("checkpoint.begin")
+        write_tensors(tmp / "model.safetensors", model_state())
+        faults.hit("checkpoint.after_model")
+        tensors, meta = flatten_optimizer(optimizer_state())
+        write_tensors(tmp / "optimizer.safetensors", tensors)
+        write_json(tmp / "optimizer.json", meta)
+        faults.hit("checkpoint.after_optimizer")
+        write_json(tmp / "trainer_state.json", {"format": FORMAT_VERSION, "step": step, **trainer_state})
+        _write_bytes(tmp / "config.yaml", config_text.encode())
+
+    def write_rank() -> None:
+        rng_tensors, rng_meta = capture_rng()
+        name = f"rank-{comm.process_index:05d}"
+        write_tensors(tmp / f"{name}.safetensors", {**rank_tensors, **rng_tensors})
+        write_json(tmp / f"{name}.json", {**rank_meta, **rng_meta})
+        faults.hit("checkpoint.after_rank_state")
+
+    def seal() -> None:
+        faults.hit("checkpoint.before_manifest")
+        files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256(p)}
+                 for p in sorted(tmp.iterdir()) if p.is_file()}
+        write_json(tmp / MARKER, {"format": FORMAT_VERSION, "step": step, "files": files})
+        _fsync_path(tmp)
+        faults.hit("checkpoint.before_rename")
+        if final.exists():
+            # Only an incomplete or damaged folder can hold a step not yet reached.
+            _discard(final, root / f".trash-{final.name}")
+        os.replace(tmp, final)
+        _fsync_path(root)
+        faults.hit("checkpoint.after_rename")
+
+    if comm.is_main_process:
+        attempt(write_shared)
+    fail_if_any()
+    attempt(write_rank)
+    fail_if_any()
+    if comm.is_main_process:
+        attempt(seal)
+    fail_if_any()
+    if comm.is_main_process:
+        # A leftover old checkpoint costs disk space, never correctness.
+        with contextlib.suppress(OSError):
+            prune(root, keep_last, step)
+    comm.wait_for_everyone()
+    return final
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def load_model_state(path: Path) -> dict[str, torch.Tensor]:
+    """The trainable parameters saved in checkpoint ``path``."""
+    return load_file(str(path / "model.safetensors"))
+
+
+def load_optimizer_state(path: Path) -> dict[str, Any]:
+    """The optimizer ``state_dict`` saved in checkpoint ``path``."""
+    meta = json.loads((path / "optimizer.json").read_text())
+    return unflatten_optimizer(load_file(str(path / "optimizer.safetensors")), meta)
+
+
+def load_trainer_state(path: Path) -> dict[str, Any]:
+    """The ``trainer_state.json`` of checkpoint ``path``."""
+    return json.loads((path / "trainer_state.json").read_text())
+
+
+def load_rank_state(path: Path, rank: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """This process's saved tensors and JSON (RNG states restored by the caller)."""
+    name = f"rank-{rank:05d}"
+    if not (path / f"{name}.json").is_file():
+        raise CheckpointError(f"{path} has no state for process {rank}: it was written by fewer processes")
+    return load_file(str(path / f"{name}.safetensors")), json.loads((path / f"{name}.json").read_text())

@@ -1,0 +1,228 @@
+"""Reference log-probs for losses that need them (DPO, IPO, hinge, RPO, ...), three ways.
+
+- ``copy``: a frozen copy of the reference model scores every batch (one extra forward per
+  step, one extra model in memory).
+- ``adapter``: with LoRA, the policy itself with its adapters switched off *is* the
+  reference; no extra memory, one extra forward per step.
+- ``cache``: every training pair is scored once before training and the results are stored
+  in ``<output_dir>/reference_logps.safetensors``; no extra model and no extra forward during
+  training. While no step has been taken the policy is the reference, so the cache is built
+  with the policy itself; only a separate ``reference.model`` (or a resumed run whose cache
+  file is gone) loads a model for it.
+
+A loss with ``needs_reference = False`` never reaches this module's loaders: :func:`build`
+returns None before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from asft.config import Config
+from asft.losses import LOSSES
+from asft.sampling import balanced_shard
+
+CACHE_FILE = "reference_logps.safetensors"
+
+
+class Reference(Protocol):
+    """Scores a batch with the reference model."""
+
+    strategy: str
+
+    def __call__(self, batch: dict, indices: Sequence[int]) -> torch.Tensor:
+        """Summed reference log-probs [2B] (float32): chosen responses, then rejected.
+
+        ``indices`` are the batch's positions in the training set (used by the cache).
+        """
+        ...
+
+
+def load_reference_model(name: str, dtype: str, trust_remote_code: bool):
+    """A frozen reference model in eval mode (the single place a reference model is loaded)."""
+    from asft.models import load_model
+
+    model = load_model(name, dtype=dtype, trust_remote_code=trust_remote_code)
+    model.requires_grad_(False)
+    return model.eval()
+
+
+def _score(scorer: Any, batch: dict, model: torch.nn.Module) -> torch.Tensor:
+    """Summed log-probs [2B] under no_grad with ``model`` in eval mode (restored after)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logps, _ = scorer(batch)
+    finally:
+        model.train(was_training)
+    return logps.float()
+
+
+class CopyReference:
+    """A frozen copy of the reference model, prepared by accelerate for evaluation."""
+
+    strategy = "copy"
+
+    def __init__(self, cfg: Config, accelerator: Any):
+        from asft.logprobs import PreferenceScorer
+
+        model = load_reference_model(cfg.reference.model or cfg.model.name, cfg.model.dtype,
+                                     cfg.model.trust_remote_code)
+        self.model = model
+        self.scorer = accelerator.prepare_model(PreferenceScorer(model), evaluation_mode=True)
+
+    def __call__(self, batch: dict, indices: Sequence[int]) -> torch.Tensor:
+        return _score(self.scorer, batch, self.model)
+
+
+class AdapterReference:
+    """The policy's base weights: the same forward with the LoRA adapters disabled."""
+
+    strategy = "adapter"
+
+    def __init__(self, scorer: Any, peft_model: Any):
+        if not hasattr(peft_model, "disable_adapter"):
+            raise ValueError("reference strategy 'adapter' needs a LoRA (peft) model")
+        self.scorer = scorer
+        self.peft_model = peft_model
+
+    def __call__(self, batch: dict, indices: Sequence[int]) -> torch.Tensor:
+        with self.peft_model.disable_adapter():
+            return _score(self.scorer, batch, self.peft_model)
+
+
+class CachedReference:
+    """Reference log-probs looked up by training-set index; tensor [N, 2] (chosen, rejected)."""
+
+    strategy = "cache"
+
+    def __init__(self, table: torch.Tensor):
+        self.table = table
+
+    def __call__(self, batch: dict, indices: Sequence[int]) -> torch.Tensor:
+        rows = self.table[torch.as_tensor(list(indices), dtype=torch.long)]
+        return torch.cat([rows[:, 0], rows[:, 1]]).to(batch["input_ids"].device)
+
+
+def fingerprint(cfg: Config, examples: Sequence[Any]) -> str:
+    """Identifies what a cache was computed from: reference model, dtype, layout, token ids."""
+    h = hashlib.sha256()
+    head = {"model": cfg.reference.model or cfg.model.name, "dtype": cfg.model.dtype,
+            "layout": cfg.data.layout, "n": len(examples)}
+    h.update(json.dumps(head, sort_keys=True).encode())
+    for ex in examples:
+        for ids in (ex.prompt_ids, ex.chosen_ids, ex.rejected_ids):
+            h.update(len(ids).to_bytes(4, "little"))
+            h.update(torch.as_tensor(list(ids), dtype=torch.int64).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _read_cache(path: Path, expected: str) -> torch.Tensor | None:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            if (f.metadata() or {}).get("fingerprint") != expected:
+                return None
+            return f.get_tensor("logps")
+    except (OSError, ValueError, RuntimeError, KeyError):
+        # safetensors reports a truncated or foreign file as one of these
+        return None
+
+
+def build_cache(
+    cfg: Config,
+    accelerator: Any,
+    examples: Sequence[Any],
+    make_batch: Callable[[Sequence[int]], dict],
+    path: Path,
+    policy: tuple[Any, torch.nn.Module] | None,
+    log: Callable[[str], None],
+) -> CachedReference:
+    """Load the cache at ``path`` if it matches, else compute it (sharded over processes).
+
+    ``policy`` is (prepared scorer, model) when the policy is still at its starting point and
+    is the reference; None loads the reference model instead.
+    """
+    from accelerate.utils import gather_object
+
+    expected = fingerprint(cfg, examples)
+    table = _read_cache(path, expected) if path.is_file() else None
+    if table is not None and table.shape == (len(examples), 2):
+        log(f"reference log-probs: cached in {path}")
+        return CachedReference(table)
+    if policy is None:
+        ref = CopyReference(cfg, accelerator)
+        scorer, model = ref.scorer, ref.model
+    else:
+        scorer, model = policy
+    log(f"reference log-probs: scoring {len(examples)} pairs once (strategy 'cache')")
+    world = accelerator.num_processes
+    mine = balanced_shard(len(examples), accelerator.process_index, world)
+    size = cfg.training.batch_size
+    rows: list[tuple[int, float, float]] = []
+    for start in range(0, len(mine), size):
+        chunk = mine[start:start + size]
+        idx = [i for i, _ in chunk]
+        logps = _score(scorer, make_batch(idx), model).cpu()
+        rows.extend((i, float(logps[k]), float(logps[len(idx) + k]))
+                    for k, (i, counts) in enumerate(chunk) if counts)
+    if world > 1:
+        rows = gather_object(rows)
+    table = torch.empty(len(examples), 2, dtype=torch.float32)
+    for i, chosen, rejected in rows:
+        table[i, 0], table[i, 1] = chosen, rejected
+    if accelerator.is_main_process:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        save_file({"logps": table}, str(tmp), metadata={"fingerprint": expected})
+        os.replace(tmp, path)
+    accelerator.wait_for_everyone()
+    return CachedReference(table)
+
+
+def build(
+    cfg: Config,
+    accelerator: Any,
+    *,
+    scorer: Any,
+    peft_model: Any,
+    examples: Sequence[Any],
+    make_batch: Callable[[Sequence[int]], dict],
+    output_dir: Path,
+    fresh: bool,
+    log: Callable[[str], None],
+) -> Reference | None:
+    """The reference for ``cfg``, or None (nothing loaded) when the loss needs none.
+
+    Args:
+        scorer: the prepared policy scorer; ``peft_model`` the unwrapped peft model (LoRA) or None.
+        examples: the training pairs, indexed as the training loop indexes them.
+        make_batch: training-set indices -> a collated batch on the device.
+        fresh: True when no optimizer step has been taken (the policy is still the reference).
+    """
+    if not LOSSES[cfg.loss.name].needs_reference:
+        return None
+    strategy = cfg.reference.resolved(cfg.lora.enabled)
+    if strategy == "copy":
+        log(f"reference model: frozen copy of {cfg.reference.model or cfg.model.name}")
+        return CopyReference(cfg, accelerator)
+    if strategy == "adapter":
+        log("reference model: the base weights with the LoRA adapters disabled")
+        return AdapterReference(scorer, peft_model)
+    policy = None
+    if fresh and cfg.reference.model is None:
+        policy = (scorer, peft_model if peft_model is not None else _inner(accelerator, scorer))
+    return build_cache(cfg, accelerator, examples, make_batch, output_dir / CACHE_FILE, policy, log)
+
+
+def _inner(accelerator: Any, scorer: Any) -> torch.nn.Module:
+    return accelerator.unwrap_model(scorer).model

@@ -1,0 +1,170 @@
+"""Where training metrics go: metrics.jsonl, TensorBoard, W&B and a rich progress bar.
+
+Only the main process tracks. ``metrics.jsonl`` holds one JSON object per line, each with a
+``step`` key (the optimizer step after which it was measured; 0 = before training). On resume
+the lines past the checkpoint's step are dropped, so that the file reads as one uninterrupted
+run; TensorBoard gets ``purge_step`` for the same reason, and W&B resumes its run id.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from asft.config import LoggingConfig
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl file, skipping a torn last line (a killed writer)."""
+    records = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("step"), int):
+                records.append(rec)
+    return records
+
+
+def truncate_metrics(path: Path, last_step: int) -> None:
+    """Keep only the records of steps <= ``last_step`` (atomic rewrite)."""
+    keep = [r for r in read_metrics(path) if r["step"] <= last_step]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+    os.replace(tmp, path)
+
+
+def _clean(value: float) -> float | None:
+    """JSON has no NaN or inf: write them as null (the loop stops on a non-finite loss anyway)."""
+    return value if math.isfinite(value) else None
+
+
+class Tracker:
+    """Metrics sinks and console progress for one run (a no-op on non-main processes).
+
+    Args:
+        cfg: the ``logging`` section of the config.
+        output_dir: the run's folder.
+        total_steps: optimizer steps of the whole run (for the bar and ETA).
+        start_step: the step training starts from (> 0 when resuming).
+        run_config: the resolved config as a dict (sent to W&B).
+        enabled: False on non-main processes.
+        state: what :meth:`state` returned when the checkpoint was written (W&B run id).
+    """
+
+    def __init__(self, cfg: LoggingConfig, output_dir: Path, total_steps: int, start_step: int,
+                 run_config: dict[str, Any], enabled: bool = True,
+                 state: dict[str, Any] | None = None, console: Console | None = None):
+        self.enabled = enabled
+        self.console = console or Console(stderr=True)
+        self.path = output_dir / METRICS_FILE
+        self._file = None
+        self._tb = None
+        self._wandb = None
+        self._progress: Progress | None = None
+        self._task = None
+        self._state = dict(state or {})
+        if not enabled:
+            return
+        if start_step > 0:
+            truncate_metrics(self.path, start_step)
+        elif self.path.exists():
+            self.path.unlink()
+        self._file = open(self.path, "a")  # noqa: SIM115 (kept open for the run; closed in close())
+        if cfg.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(output_dir / "tensorboard"),
+                                     purge_step=start_step + 1 if start_step else None)
+        if cfg.wandb_project:
+            self._wandb = self._init_wandb(cfg, output_dir, run_config)
+        if cfg.progress:
+            self._progress = Progress(
+                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("steps"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"), console=self.console, transient=False,
+            )
+            self._task = self._progress.add_task("train", total=total_steps, completed=start_step,
+                                                 info="")
+            self._progress.start()
+
+    def _init_wandb(self, cfg: LoggingConfig, output_dir: Path, run_config: dict[str, Any]):
+        try:
+            import wandb
+        except ImportError:
+            from asft.cli import AsftError
+
+            raise AsftError("logging.wandb_project is set but wandb is not installed: "
+                            "pip install wandb (or set logging.wandb_project: null)") from None
+        run = wandb.init(project=cfg.wandb_project, name=cfg.wandb_run_name or output_dir.name,
+                         id=self._state.get("wandb_id"), resume="allow", dir=str(output_dir),
+                         config=run_config)
+        self._state["wandb_id"] = run.id
+        return run
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint must keep so that a resumed run logs to the same places."""
+        return dict(self._state)
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        """Write one record: metrics.jsonl (flushed), TensorBoard, W&B."""
+        if not self.enabled:
+            return
+        record = {"step": step, **{k: _clean(float(v)) for k, v in metrics.items()}}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            for key, value in metrics.items():
+                if math.isfinite(value):
+                    self._tb.add_scalar(key, value, step)
+        if self._wandb is not None:
+            self._wandb.log(dict(metrics), step=step)
+
+    def sync(self) -> None:
+        """Push metrics to disk (called before each checkpoint, so they agree after a crash)."""
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        if self._tb is not None:
+            self._tb.flush()
+
+    def advance(self, step: int, info: str = "") -> None:
+        """Move the progress bar to ``step``; ``info`` is shown beside the ETA."""
+        if self._progress is not None:
+            self._progress.update(self._task, completed=step, info=info)
+
+    def print(self, message: str) -> None:
+        """A line on the console above the progress bar (main process only)."""
+        if self.enabled:
+            self.console.print(message, highlight=False)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+        if self._wandb is not None:
+            self._wandb.finish()
+            self._wandb = None

@@ -1,0 +1,669 @@
+"""The training loop: one loop on accelerate for every registered loss.
+
+Data flows one way: pairs -> tokens -> batches -> log-probs -> loss -> optimizer step ->
+metrics. The loss is looked up by name in the registry; the loop has no per-loss branch.
+A reference model exists only when ``LOSSES[name].needs_reference`` (see
+:mod:`asft.reference`). Each optimizer step sees ``batch_size x processes x grad_accum`` pairs
+chosen by :class:`asft.sampling.DataOrder` from (seed, epoch) alone, so a run resumed from a
+checkpoint (:mod:`asft.checkpoint`) continues exactly as the uninterrupted run would have.
+
+Run it from Python with :func:`train`, or as ``asft train`` (single process) and
+``torchrun --nproc_per_node N -m asft.cli train ...`` or ``accelerate launch -m asft.cli train``
+(DDP; FSDP and DeepSpeed through an accelerate config).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from asft import checkpoint as ckpt
+from asft import faults
+from asft.cli import AsftError
+from asft.config import Config, ConfigError, from_dict, parse_yaml, to_dict, to_yaml
+from asft.sampling import DataOrder, balanced_shard
+
+SUMMARY_FILE = "summary.json"
+MODEL_DIR = "model"
+# What a resumed run may change: how long it runs and how it reports. Everything else must
+# match the checkpoint's config, or the resumed run would not continue the same training.
+RESUMABLE_CHANGES = ("output_dir", "training.max_steps", "logging.", "checkpoint.")
+_ARTIFACTS = ("config.yaml", "metrics.jsonl", SUMMARY_FILE, ckpt.DIRNAME, MODEL_DIR,
+              "tensorboard", "reference_logps.safetensors")
+
+
+class NonFiniteLossError(AsftError):
+    """The loss or the gradient norm became NaN or infinite; the run stopped before stepping."""
+
+
+@dataclass
+class TrainResult:
+    """What a run did and where its results are.
+
+    Attributes:
+        output_dir: the run's folder.
+        model_dir: the final model (Hugging Face format), loadable with ``from_pretrained``.
+        metrics_path: ``metrics.jsonl``.
+        config_path: the resolved ``config.yaml``.
+        steps: optimizer steps done in total (including those before a resume).
+        pairs_seen: training pairs processed (steps x global batch).
+        loss_first: mean loss of the first logged window; loss_last of the last one.
+        probe_first: ``probe/*`` metrics at step 0 (before training); probe_last at the end.
+        resumed_from: the checkpoint this run resumed from, if any.
+        elapsed_s: wall-clock seconds of this invocation.
+    """
+
+    output_dir: Path
+    model_dir: Path | None
+    metrics_path: Path
+    config_path: Path
+    steps: int
+    pairs_seen: int
+    loss_first: float | None = None
+    loss_last: float | None = None
+    probe_first: dict[str, float] = field(default_factory=dict)
+    probe_last: dict[str, float] = field(default_factory=dict)
+    resumed_from: Path | None = None
+    elapsed_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Output folder and resume point
+
+
+def default_output_dir(cfg: Config) -> Path:
+    """``runs/<loss>-<YYYYmmdd-HHMMSS>`` for a config without an output_dir."""
+    return Path("runs") / f"{cfg.loss.name}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def _has_run(out: Path) -> bool:
+    return any((out / name).exists() for name in _ARTIFACTS)
+
+
+def _config_differences(old: Config, new: Config) -> list[str]:
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            if isinstance(v, dict) and k != "hparams":
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    a, b = flat(to_dict(old)), flat(to_dict(new))
+    return [f"{k}: {a.get(k)!r} in the checkpoint, {b.get(k)!r} now" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k) and not any(k == p or (p.endswith(".") and k.startswith(p))
+                                                for p in RESUMABLE_CHANGES)]
+
+
+def _plan_output(cfg: Config, out: Path, resume: bool, overwrite: bool) -> tuple[Path | None, list[str]]:
+    """Check the output folder on the main process: the checkpoint to resume (or None) and notes."""
+    notes: list[str] = []
+    if resume and overwrite:
+        raise AsftError("--resume and --overwrite contradict each other; pass one")
+    if resume:
+        path, skipped = ckpt.resume_point(out)
+        notes += [f"skipped damaged checkpoint {s}" for s in skipped]
+        if path is None:
+            if _has_run(out):
+                raise ckpt.CheckpointError(
+                    f"cannot resume {out}: it holds a run but no checkpoint (checkpoint.every is 0, "
+                    "or the run stopped before its first checkpoint); pass --overwrite to start again")
+            notes.append(f"no checkpoint in {out}: starting from step 0")
+            return None, notes
+        try:
+            data, _ = parse_yaml((path / "config.yaml").read_bytes(), str(path / "config.yaml"))
+            old = from_dict(data)
+        except (OSError, ConfigError) as err:
+            raise ckpt.CheckpointError(f"cannot resume from {path}: its config.yaml is unusable ({err})") from None
+        diffs = _config_differences(old, cfg)
+        if diffs:
+            raise ckpt.CheckpointError(
+                f"cannot resume from {path}: the config differs from the one it was trained with:\n  "
+                + "\n  ".join(diffs)
+                + "\nOnly training.max_steps, logging.* and checkpoint.* may change on resume.")
+        return path, notes
+    if _has_run(out):
+        if not overwrite:
+            raise AsftError(f"{out} already holds a run; pass --resume to continue it, --overwrite to "
+                            "replace it, or choose another --output-dir")
+        for name in _ARTIFACTS:
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+        notes.append(f"removed the previous run in {out} (--overwrite)")
+    return None, notes
+
+
+def _broadcast(accelerator: Any, value: Any) -> Any:
+    """``value`` of the main process, on every process (an exception there is re-raised everywhere)."""
+    if accelerator.num_processes == 1:
+        if isinstance(value, BaseException):
+            raise value
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    box = [value]
+    broadcast_object_list(box, from_process=0)
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return box[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def load_examples(cfg: Config, tokenizer: Any, log: Callable[[str], None]) -> tuple[list[Any], list[Any]]:
+    """(training pairs, probe pairs), tokenized; the probe is ``data.probe_size`` pairs drawn
+    with the seed and held out of training."""
+    from asft.data import load_pairs, tokenize_pairs
+    from asft.models import cache_root
+
+    loaded = load_pairs(cfg.data.source)
+    pairs = loaded.pairs
+    log(f"data: {len(pairs)} pairs from {cfg.data.source}"
+        + (f" ({loaded.report.num_skipped} records skipped)" if loaded.report.num_skipped else ""))
+    tok = tokenize_pairs(pairs, tokenizer, max_length=cfg.data.max_length,
+                         max_prompt_length=cfg.data.max_prompt_length,
+                         cache_dir=cache_root() / "tokens")
+    examples = list(tok.examples)
+    dropped = len(pairs) - len(examples)
+    if dropped:
+        log(f"data: {dropped} pairs could not be tokenized into scorable pairs and were left out")
+    n_probe = min(cfg.data.probe_size, len(examples) // 2)
+    probe_idx = set(random.Random(cfg.seed).sample(range(len(examples)), n_probe))
+    probe = [ex for i, ex in enumerate(examples) if i in probe_idx]
+    train = [ex for i, ex in enumerate(examples) if i not in probe_idx]
+    if cfg.data.limit is not None:
+        train = train[: cfg.data.limit]
+    return train, probe
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics over a logging window
+
+
+class Window:
+    """Running sums of per-pair metrics on this process, plus per-step global values.
+
+    Per-pair sums stay on the device (no sync per micro-batch) and are reduced over the
+    processes only when a record is written. Everything is float64 so that a resumed run's
+    sums, restored from a checkpoint, equal the uninterrupted run's.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.sums: dict[str, torch.Tensor] = {}
+        self.steps = 0
+        self.grad_norm = 0.0
+        self.lr = 0.0
+        self.seconds = 0.0
+
+    def _add(self, key: str, value: torch.Tensor) -> None:
+        value = value.detach().to(torch.float64)
+        if key in self.sums:
+            self.sums[key] += value
+        else:
+            self.sums[key] = value.clone()
+
+    def add_micro(self, losses: torch.Tensor, metrics: dict[str, torch.Tensor], num_tokens: int) -> None:
+        """One micro-batch: per-pair ``losses`` [B] and the loss's ``metrics`` ([B] each)."""
+        scorable = metrics["pairs/scorable"]
+        self._add("loss", losses.sum())
+        for key, value in metrics.items():
+            if key != "pairs/scorable":
+                self._add(key, value.sum())
+        margin = metrics["logps/chosen"] - metrics["logps/rejected"]
+        self._add("logps/margin", margin.sum())
+        self._add("logps/accuracy", ((margin > 0).to(margin.dtype) * scorable).sum())
+        self._add("_scorable", scorable.sum())
+        self._add("_pairs", torch.tensor(float(losses.numel()), device=losses.device))
+        self._add("_tokens", torch.tensor(float(num_tokens), device=losses.device))
+
+    def add_step(self, grad_norm: float, lr: float, seconds: float) -> None:
+        self.steps += 1
+        self.grad_norm += grad_norm
+        self.lr += lr
+        self.seconds += seconds
+
+    def flush(self, accelerator: Any) -> dict[str, float]:
+        """The window's means over all processes; resets the window."""
+        keys = sorted(self.sums)
+        local = torch.stack([self.sums[k] for k in keys])
+        total = accelerator.reduce(local, "sum") if accelerator.num_processes > 1 else local
+        values = dict(zip(keys, total.tolist()))
+        scorable = max(values.pop("_scorable"), 1.0)
+        pairs, tokens = values.pop("_pairs"), values.pop("_tokens")
+        out = {"loss": values.pop("loss") / scorable}
+        out.update({k: v / scorable for k, v in values.items()})
+        if pairs > scorable:
+            out["pairs/unscorable"] = pairs - scorable
+        steps = max(self.steps, 1)
+        out["grad_norm"] = self.grad_norm / steps
+        out["lr"] = self.lr / steps
+        seconds = max(self.seconds, 1e-9)
+        out["throughput/tokens_per_s"] = tokens / seconds
+        out["throughput/pairs_per_s"] = pairs / seconds
+        self.__init__(self.device)
+        return out
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """(per-process tensors, global values) to store in a checkpoint."""
+        return ({f"window.{k}": v for k, v in self.sums.items()},
+                {"steps": self.steps, "grad_norm": self.grad_norm, "lr": self.lr, "seconds": self.seconds})
+
+    def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        self.sums = {k.removeprefix("window."): v.to(self.device)
+                     for k, v in tensors.items() if k.startswith("window.")}
+        self.steps, self.grad_norm = meta["steps"], meta["grad_norm"]
+        self.lr, self.seconds = meta["lr"], meta["seconds"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Model, optimizer, schedule
+
+
+def lr_lambda(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
+    """Multiplier of the peak learning rate at 0-based step ``s``: linear warm-up over
+    ``warmup`` steps, then linear or cosine decay to 0 at ``total``, or constant."""
+
+    def f(s: int) -> float:
+        if s < warmup:
+            return (s + 1) / (warmup + 1)
+        if schedule == "constant":
+            return 1.0
+        progress = (s - warmup) / max(1, total - warmup)
+        if schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        return max(0.0, 1.0 - progress)
+
+    return f
+
+
+def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; no weight decay on biases and norm weights (1-D)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.optim.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.optim.lr,
+                             betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
+
+
+def build_model(cfg: Config, log: Callable[[str], None]) -> Any:
+    """The policy: loaded, gradient checkpointing and LoRA applied as configured."""
+    from asft.lora import apply_lora, trainable_summary
+    from asft.models import load_model
+
+    model = load_model(cfg.model.name, dtype=cfg.model.dtype,
+                       trust_remote_code=cfg.model.trust_remote_code)
+    if cfg.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    if cfg.lora.enabled:
+        try:
+            model = apply_lora(model, cfg.lora)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+    log(f"model: {cfg.model.name} ({cfg.model.dtype}), {trainable_summary(model)}")
+    return model
+
+
+def _trainable_names(module: torch.nn.Module) -> list[str]:
+    return [n for n, p in module.named_parameters() if p.requires_grad]
+
+
+def _load_trainable(module: torch.nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
+    params = dict(module.named_parameters())
+    expected = set(_trainable_names(module))
+    if set(state) != expected:
+        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+        raise ckpt.CheckpointError(f"{where}: the saved weights do not fit this model "
+                                   f"(missing {missing[:3]}, unexpected {extra[:3]})")
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value)
+
+
+def save_final_model(accelerator: Any, scorer: Any, tokenizer: Any, cfg: Config, out: Path) -> Path:
+    """The trained model in Hugging Face format (safetensors, config, tokenizer) at out/model.
+
+    LoRA adapters are merged into the weights when ``lora.merge_on_save`` (the default), so
+    ``AutoModelForCausalLM.from_pretrained`` loads the result; otherwise the adapter alone is
+    saved (load it with peft). Written aside and renamed into place.
+    """
+    from asft.lora import is_peft, merged
+
+    state = accelerator.get_state_dict(scorer)
+    dest = out / MODEL_DIR
+    if accelerator.is_main_process:
+        model = accelerator.unwrap_model(scorer).model
+        tmp = out / f".tmp-{MODEL_DIR}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        if is_peft(model) and cfg.lora.merge_on_save:
+            model = merged(model)
+            model.save_pretrained(tmp)
+        elif is_peft(model):
+            model.save_pretrained(tmp)
+        else:
+            model.save_pretrained(tmp, state_dict={k.removeprefix("model."): v for k, v in state.items()})
+        if cfg.model.gradient_checkpointing:
+            cfg_file = tmp / "config.json"
+            data = json.loads(cfg_file.read_text())
+            data["use_cache"] = True
+            cfg_file.write_text(json.dumps(data, indent=2) + "\n")
+        tokenizer.save_pretrained(tmp)
+        faults.hit("final.before_rename")
+        if dest.exists():
+            trash = out / f".trash-{MODEL_DIR}"
+            shutil.rmtree(trash, ignore_errors=True)
+            dest.replace(trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        tmp.replace(dest)
+    accelerator.wait_for_everyone()
+    return dest
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+def _score_probe(accelerator: Any, scorer: Any, model: torch.nn.Module,
+                 probe: Sequence[Any], make_batch: Callable[[Sequence[Any]], dict],
+                 batch_size: int) -> dict[str, float]:
+    """Mean per-token log-likelihood of the probe's chosen and rejected responses (no grad)."""
+    mine = balanced_shard(len(probe), accelerator.process_index, accelerator.num_processes)
+    sums = torch.zeros(4, dtype=torch.float64, device=accelerator.device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(mine), batch_size):
+                chunk = mine[start:start + batch_size]
+                logps, tokens = scorer(make_batch([probe[i] for i, _ in chunk]))
+                b = len(chunk)
+                counts = torch.tensor([c for _, c in chunk], dtype=torch.float64, device=sums.device)
+                s = (logps.double() / tokens.clamp_min(1).double())
+                s_w, s_l = s[:b], s[b:]
+                sums += torch.stack([(s_w * counts).sum(), (s_l * counts).sum(),
+                                     ((s_w > s_l).double() * counts).sum(), counts.sum()])
+    finally:
+        model.train(was_training)
+    if accelerator.num_processes > 1:
+        sums = accelerator.reduce(sums, "sum")
+    chosen, rejected, correct, n = sums.tolist()
+    n = max(n, 1.0)
+    return {"probe/logps/chosen": chosen / n, "probe/logps/rejected": rejected / n,
+            "probe/logps/margin": (chosen - rejected) / n, "probe/accuracy": correct / n}
+
+
+def _info(m: dict[str, float]) -> str:
+    return (f"loss {m['loss']:.4f}  chosen {m['logps/chosen']:.3f}  rejected {m['logps/rejected']:.3f}"
+            f"  acc {m['logps/accuracy']:.2f}  {m['throughput/pairs_per_s']:.2f} pairs/s")
+
+
+def train(config: Config, *, resume: bool = False, overwrite: bool = False,
+          console: Any = None) -> TrainResult:
+    """Train ``config`` and return what was done; see the module docstring.
+
+    Args:
+        config: a validated :class:`asft.config.Config`.
+        resume: continue from the newest complete checkpoint in the output folder (a fresh
+            start when the folder has none; an error explaining why when all are damaged).
+        overwrite: replace a previous run in the output folder.
+        console: a rich Console for progress and messages (default: stderr).
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from asft.data.collate import collate
+    from asft.logprobs import PreferenceScorer, move_batch, shared_layout_supported
+    from asft.losses import LOSSES, SequenceStats, compute
+    from asft.models import load_tokenizer
+    from asft.reference import build as build_reference
+    from asft.tracking import Tracker, read_metrics
+
+    t_start = time.perf_counter()
+    cfg = config
+    accelerator = Accelerator(mixed_precision=cfg.training.mixed_precision,
+                              gradient_accumulation_steps=cfg.training.grad_accum)
+    main = accelerator.is_main_process
+    out = Path(_broadcast(accelerator, cfg.output_dir or str(default_output_dir(cfg)) if main else None))
+    cfg = dataclasses.replace(cfg, output_dir=str(out))
+    config_text = to_yaml(cfg)
+
+    plan: Any = None
+    if main:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            plan = _plan_output(cfg, out, resume, overwrite)
+            ckpt.clean_stale(out / ckpt.DIRNAME)
+            (out / "config.yaml").write_text(config_text)
+        except (AsftError, OSError) as err:
+            plan = err if isinstance(err, AsftError) else AsftError(f"cannot use {out}: {err}")
+    resume_from, notes = _broadcast(accelerator, plan)
+
+    from rich.console import Console
+
+    console = console or Console(stderr=True)
+
+    def log(message: str) -> None:
+        if main:
+            console.print(message, highlight=False)
+
+    for note in notes:
+        log(note)
+    set_seed(cfg.seed)
+
+    tokenizer = load_tokenizer(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code)
+    train_ex, probe_ex = load_examples(cfg, tokenizer, log)
+    try:
+        order = DataOrder(len(train_ex), cfg.training.batch_size, accelerator.num_processes,
+                          cfg.training.grad_accum, cfg.seed)
+    except ValueError as err:
+        raise AsftError(str(err)) from None
+    total = cfg.training.max_steps or cfg.training.epochs * order.steps_per_epoch
+    warmup = (cfg.optim.warmup_steps if cfg.optim.warmup_steps is not None
+              else math.ceil(cfg.optim.warmup_ratio * total))
+
+    model = build_model(cfg, log)
+    layout = cfg.data.layout
+    if layout == "shared" and not shared_layout_supported(model):
+        log("data: this model ignores the shared-prompt attention mask; using the 'plain' layout")
+        layout = "plain"
+    pad_id = tokenizer.pad_token_id
+
+    def make_batch(examples: Sequence[Any]) -> dict:
+        return move_batch(collate(list(examples), pad_id, layout), accelerator.device)
+
+    scorer = PreferenceScorer(model)
+    scorer.train()
+    optimizer = build_optimizer(scorer, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.optim.schedule, warmup, total))
+    # The scheduler is stepped by hand once per optimizer step: accelerate's prepared scheduler
+    # would step once per process, which makes the schedule depend on the process count.
+    scorer, optimizer = accelerator.prepare(scorer, optimizer)
+    inner = accelerator.unwrap_model(scorer)
+
+    start_step = 0
+    window = Window(accelerator.device)
+    tracker_state: dict[str, Any] = {}
+    if resume_from is not None:
+        _load_trainable(inner, ckpt.load_model_state(resume_from), resume_from)
+        optimizer.load_state_dict(ckpt.load_optimizer_state(resume_from))
+        state = ckpt.load_trainer_state(resume_from)
+        if state["global_batch"] != order.global_batch:
+            raise ckpt.CheckpointError(
+                f"cannot resume from {resume_from}: it was trained with a global batch of "
+                f"{state['global_batch']} pairs ({state['num_processes']} process(es)), this run has "
+                f"{order.global_batch}; keep batch_size x processes x grad_accum the same")
+        scheduler.load_state_dict(state["scheduler"])
+        start_step = state["step"]
+        tracker_state = state.get("tracker", {})
+        rank_tensors, rank_meta = ckpt.load_rank_state(resume_from, accelerator.process_index)
+        ckpt.restore_rng(rank_tensors, rank_meta)
+        window.restore(rank_tensors, state["window"])
+        log(f"resumed from {resume_from} (step {start_step})")
+
+    peft_model = inner.model if hasattr(inner.model, "disable_adapter") else None
+    train_batch = lambda idx: make_batch([train_ex[i] for i in idx])  # noqa: E731
+    reference = build_reference(cfg, accelerator, scorer=scorer, peft_model=peft_model,
+                                examples=train_ex, make_batch=train_batch, output_dir=out,
+                                fresh=start_step == 0, log=log)
+    needs_reference = LOSSES[cfg.loss.name].needs_reference
+    hparams = cfg.loss.hparams
+    log(f"training: loss {cfg.loss.name} ({', '.join(f'{k}={v:g}' for k, v in hparams.items())}), "
+        f"{len(train_ex)} pairs, {total} steps of {order.global_batch} pairs, "
+        f"{accelerator.num_processes} process(es), output {out}")
+
+    tracker = Tracker(cfg.logging, out, total, start_step, to_dict(cfg), enabled=main,
+                      state=tracker_state, console=console)
+    last_ckpt = resume_from
+
+    def probe_due(step: int) -> bool:
+        every = cfg.logging.probe_every
+        return bool(probe_ex) and every > 0 and (step == 0 or step % every == 0 or step == total)
+
+    try:
+        if start_step == 0 and probe_due(0):
+            tracker.log(0, _score_probe(accelerator, scorer, inner.model, probe_ex, make_batch,
+                                        cfg.training.batch_size))
+        for step in range(start_step + 1, total + 1):
+            t_step = time.perf_counter()
+            bad = torch.zeros((), dtype=torch.bool, device=accelerator.device)
+            for micro in range(cfg.training.grad_accum):
+                idx = order.micro_indices(step - 1, micro, accelerator.process_index)
+                batch = train_batch(idx)
+                with accelerator.accumulate(scorer):
+                    logps, tokens = scorer(batch)
+                    b = batch["num_pairs"]
+                    ref = reference(batch, idx) if needs_reference else None
+                    stats = SequenceStats(logps[:b], logps[b:], tokens[:b], tokens[b:],
+                                          None if ref is None else ref[:b],
+                                          None if ref is None else ref[b:])
+                    losses, metrics = compute(cfg.loss.name, stats, **hparams)
+                    loss = faults.poison("train.loss", losses.sum() / b)
+                    accelerator.backward(loss)
+                bad |= ~torch.isfinite(loss.detach())
+                window.add_micro(losses, metrics, batch["num_tokens"])
+            if not accelerator.sync_gradients:
+                raise RuntimeError("gradient accumulation out of step with the optimizer")
+            if _any(accelerator, bad):
+                raise NonFiniteLossError(_nonfinite_message("loss", step, last_ckpt, out))
+            lr = optimizer.param_groups[0]["lr"]
+            max_norm = cfg.optim.max_grad_norm or float("inf")
+            grad_norm = float(accelerator.clip_grad_norm_(scorer.parameters(), max_norm))
+            if not math.isfinite(grad_norm):
+                raise NonFiniteLossError(_nonfinite_message("gradient norm", step, last_ckpt, out))
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            faults.hit("train.step")
+            window.add_step(grad_norm, lr, time.perf_counter() - t_step)
+
+            record: dict[str, float] = {}
+            if step % cfg.logging.every == 0 or step == total:
+                record.update(window.flush(accelerator))
+                record["epoch"] = step / order.steps_per_epoch
+            if probe_due(step):
+                record.update(_score_probe(accelerator, scorer, inner.model, probe_ex, make_batch,
+                                           cfg.training.batch_size))
+            if record:
+                tracker.log(step, record)
+            if "loss" in record:
+                tracker.advance(step, _info(record))
+            else:
+                tracker.advance(step)
+            if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < total:
+                tracker.sync()
+                last_ckpt = _save_checkpoint(accelerator, scorer, optimizer, scheduler, window,
+                                             tracker, order, cfg, config_text, out, step)
+        tracker.sync()
+        model_dir = save_final_model(accelerator, scorer, tokenizer, cfg, out)
+    finally:
+        tracker.close()
+
+    records = read_metrics(out / "metrics.jsonl")
+    losses_logged = [r["loss"] for r in records if r.get("loss") is not None]
+    probes = [{k: v for k, v in r.items() if k.startswith("probe/")} for r in records
+              if "probe/logps/chosen" in r]
+    result = TrainResult(
+        output_dir=out, model_dir=model_dir, metrics_path=out / "metrics.jsonl",
+        config_path=out / "config.yaml", steps=total, pairs_seen=total * order.global_batch,
+        loss_first=losses_logged[0] if losses_logged else None,
+        loss_last=losses_logged[-1] if losses_logged else None,
+        probe_first=probes[0] if probes else {}, probe_last=probes[-1] if probes else {},
+        resumed_from=resume_from, elapsed_s=time.perf_counter() - t_start,
+    )
+    if main:
+        ckpt.write_json(out / SUMMARY_FILE, result.to_dict())
+    accelerator.wait_for_everyone()
+    with suppress(AssertionError, RuntimeError, ValueError):
+        accelerator.end_training()
+    return result
+
+
+def _any(accelerator: Any, flag: torch.Tensor) -> bool:
+    """True on every process when ``flag`` is True on any."""
+    value = flag.to(torch.float32).reshape(1)
+    if accelerator.num_processes > 1:
+        value = accelerator.reduce(value, "sum")
+    return bool(value.item() > 0)
+
+
+def _nonfinite_message(what: str, step: int, last: Path | None, out: Path) -> str:
+    keep = (f"the last good checkpoint, {last}, is intact: fix the cause and pass --resume"
+            if last else "no checkpoint was written yet")
+    return (f"non-finite {what} at step {step}: training stopped before that step's update, "
+            f"so no weights were changed by it; {keep}. Common causes: a learning rate too high "
+            f"for the loss (try a lower optim.lr or optim.max_grad_norm), or bf16 overflow "
+            f"(try model.dtype: fp32). Metrics up to step {step - 1} are in {out / 'metrics.jsonl'}.")
+
+
+def _save_checkpoint(accelerator: Any, scorer: Any, optimizer: Any, scheduler: Any, window: Window,
+                     tracker: Any, order: DataOrder, cfg: Config, config_text: str, out: Path,
+                     step: int) -> Path:
+    inner = accelerator.unwrap_model(scorer)
+    names = set(_trainable_names(inner))
+    full = accelerator.get_state_dict(scorer)
+    window_tensors, window_meta = window.state()
+    state = {
+        "epoch": order.epoch_of(step),
+        "pairs_seen": step * order.global_batch,
+        "global_batch": order.global_batch,
+        "num_processes": accelerator.num_processes,
+        "scheduler": scheduler.state_dict(),
+        "window": window_meta,
+        "tracker": tracker.state(),
+        "saved_at": datetime.now().isoformat(timespec="seconds"),
+    }
+    return ckpt.save(
+        accelerator, out / ckpt.DIRNAME, step,
+        model_state=lambda: {k: v for k, v in full.items() if k in names},
+        optimizer_state=optimizer.state_dict,
+        trainer_state=state,
+        rank_tensors=window_tensors,
+        rank_meta={},
+        config_text=config_text,
+        keep_last=cfg.checkpoint.keep_last,
+    )
