@@ -42,9 +42,12 @@ def test_metrics_reject_mismatched_or_empty_inputs():
         rouge_l([], [])
 
 
-def test_exact_match_uses_each_checker():
-    checks = [lambda r: "42" in r, lambda r: r.strip() == "7", lambda r: False]
-    assert exact_match(["the answer is 42", " 7 ", "x"], checks) == pytest.approx(200 / 3)
+def test_exact_match_with_checker():
+    def check(response, reference):
+        return response.split()[-1] == reference
+
+    score, verdicts = exact_match(["the answer is 42", "it is 7", "x"], ["42", "8", "x"], check)
+    assert score == pytest.approx(200 / 3) and verdicts == [True, False, True]
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,12 @@ from asft import __version__
 COMMAND_MODULES: tuple[str, ...] = (
     "asft.commands.train",
     "asft.commands.losses",
+    "asft.commands.data",
     "asft.commands.mt_bench",
     "asft.commands.gradients",
     "asft.commands.plot",
+    "asft.commands.eval",
+    "asft.commands.compare",
 )
 
 

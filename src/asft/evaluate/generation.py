@@ -48,12 +48,15 @@ class GenerationConfig:
 
 def render_prompt(tokenizer, messages: Sequence[Message]) -> str:
     """The text the model sees before its reply: the chat template with the generation
-    prompt, or ``role: content`` lines ending in ``assistant:`` when there is no template."""
+    prompt, or, without a template, the HH-RLHF transcript ending in ``"\n\nAssistant:"``
+    that training uses too (:func:`asft.data.render.plain_render`)."""
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(
             list(messages), tokenize=False, add_generation_prompt=True
         )
-    return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
+    from asft.data.render import plain_render
+
+    return plain_render(list(messages), add_generation_prompt=True)
 
 
 def _stop_ids(model, tokenizer) -> list[int]:

@@ -45,10 +45,11 @@ def rouge_l(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     return 100.0 * total / len(hypotheses)
 
 
-def exact_match(hypotheses: Sequence[str], checks: Sequence[Callable[[str], bool]]) -> float:
-    """Percentage (0-100) of hypotheses accepted by their own checker ``checks[i](hyp)``."""
-    if len(hypotheses) != len(checks):
-        raise ValueError(f"{len(hypotheses)} hypotheses but {len(checks)} checkers")
-    if not hypotheses:
-        raise ValueError("no hypotheses to score")
-    return 100.0 * sum(bool(check(h)) for h, check in zip(hypotheses, checks)) / len(hypotheses)
+def exact_match(
+    hypotheses: Sequence[str], references: Sequence[object], checker: Callable[[str, object], bool]
+) -> tuple[float, list[bool]]:
+    """Percentage (0-100) of hypotheses that ``checker(hypothesis, reference)`` accepts, and
+    the per-example verdicts."""
+    _check_lengths(hypotheses, references)
+    verdicts = [bool(checker(h, r)) for h, r in zip(hypotheses, references)]
+    return 100.0 * sum(verdicts) / len(verdicts), verdicts

@@ -69,16 +69,17 @@ def plot_dynamics(runs: Sequence[tuple[str, dict[str, tuple[list[int], list[floa
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    # Line styles differ too: methods that train alike (SFT and one-stage ASFT) overlap.
+    styles = ("-", "--", ":", "-.")
     for n, (label, series) in enumerate(runs):
-        color = colors[n % len(colors)]
+        style = {"color": colors[n % len(colors)], "linestyle": styles[n % len(styles)], "marker": "."}
         steps_w, chosen = series["chosen"]
         steps_l, rejected = series["rejected"]
-        axes[0].plot(steps_w, chosen, marker=".", color=color, label=label)
-        axes[1].plot(steps_l, rejected, marker=".", color=color, label=label)
+        axes[0].plot(steps_w, chosen, label=label, **style)
+        axes[1].plot(steps_l, rejected, label=label, **style)
         at = dict(zip(steps_l, rejected))
         margin = [(s, c - at[s]) for s, c in zip(steps_w, chosen) if s in at]
-        axes[2].plot([s for s, _ in margin], [m for _, m in margin], marker=".", color=color,
-                     label=label)
+        axes[2].plot([s for s, _ in margin], [m for _, m in margin], label=label, **style)
     titles = ("chosen: mean log-prob per token", "rejected: mean log-prob per token",
               "margin: chosen - rejected")
     for ax, panel_title in zip(axes, titles):
