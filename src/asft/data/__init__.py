@@ -1,0 +1,24 @@
+"""The data layer: records -> preference pairs -> token ids.
+
+- :func:`load_pairs` reads any supported source and format into :class:`PreferencePair`
+  objects (messages), reporting bad records (:mod:`~asft.data.sources`,
+  :mod:`~asft.data.formats`).
+- :func:`tokenize_pairs` turns pairs into :class:`TokenizedPair` token ids with an exact
+  prompt/response boundary, cached on disk (:mod:`~asft.data.tokenize`).
+- :mod:`~asft.data.builtin` generates the built-in task and checks its answers.
+- :mod:`~asft.data.collate` lays tokenized pairs out in batches.
+"""
+
+from asft.data.errors import REASONS, DataError
+from asft.data.load import load_pairs
+from asft.data.records import LoadReport, LoadResult, Message, PreferencePair
+
+__all__ = [
+    "REASONS",
+    "DataError",
+    "LoadReport",
+    "LoadResult",
+    "Message",
+    "PreferencePair",
+    "load_pairs",
+]

@@ -1,0 +1,67 @@
+"""The data types of the records stage: a preference pair as messages, and what loading saw."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+Message = dict[str, str]  # {"role": "system" | "user" | "assistant" | "tool", "content": str}
+
+
+@dataclass(frozen=True, slots=True)
+class PreferencePair:
+    """One preference: a prompt and two alternative responses to it.
+
+    Attributes:
+        prompt: the conversation so far (possibly empty), as ``{"role", "content"}`` messages.
+        chosen: the preferred continuation; at least one message, the first by the assistant.
+        rejected: the dispreferred continuation, same shape as ``chosen``.
+        origin: where it came from, ``"<source>:<n>"`` with n the line (JSON Lines, CSV), item
+            (JSON array) or row (Parquet, datasets, built-in task) number, 1-based.
+    """
+
+    prompt: list[Message]
+    chosen: list[Message]
+    rejected: list[Message]
+    origin: str
+
+
+@dataclass
+class LoadReport:
+    """What :func:`asft.data.load_pairs` read, kept and skipped.
+
+    Attributes:
+        source: the source as given.
+        format: the record format used (detected or forced), e.g. ``"hh"``.
+        read: records seen, bad ones included (blank lines are not records).
+        kept: pairs returned.
+        skipped: number of records skipped per reason (:data:`asft.data.errors.REASONS`);
+            only non-empty with ``on_bad_record="skip"``.
+        examples: the first few skip messages, each naming file, line and field.
+        empty_responses: kept pairs with a response whose text is empty or only whitespace
+            (e.g. 4 in HH-RLHF harmless-base test); a warning, not an error, by default.
+    """
+
+    source: str
+    format: str = "auto"
+    read: int = 0
+    kept: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    examples: list[str] = field(default_factory=list)
+    empty_responses: int = 0
+
+    @property
+    def num_skipped(self) -> int:
+        return sum(self.skipped.values())
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "format": self.format, "read": self.read,
+                "kept": self.kept, "skipped": dict(self.skipped), "examples": list(self.examples),
+                "empty_responses": self.empty_responses}
+
+
+@dataclass
+class LoadResult:
+    """Pairs in source order and the report of how they were read."""
+
+    pairs: list[PreferencePair]
+    report: LoadReport

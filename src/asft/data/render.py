@@ -1,0 +1,141 @@
+"""Pairs to text: the tokenizer's chat template (or a plain transcript), and the prompt boundary.
+
+For each pair :class:`ChatRenderer` produces the full chosen and rejected conversation texts
+exactly as the model's template writes them, and the character position where the prompt
+ends in both. The prompt text is found by rendering the prompt with the generation prompt
+(``add_generation_prompt=True``); when the full texts do not start with that (templates that
+add a default system message only when the first message is not a system one, as SmolLM2's
+does for an empty prompt, or that render the last assistant turn differently), the prompt is
+rendered followed by a sentinel response and cut at the sentinel; when even that fails the
+longest common prefix of the texts is used and the pair is counted as a template fallback.
+
+Tokenizers without a chat template get the HH-RLHF transcript format
+(``"\\n\\nHuman: ...\\n\\nAssistant: ..."``, the format base models were aligned on in the DPO paper,
+arXiv 2305.18290): a "plain join" in which the prompt ends with ``"\\n\\nAssistant:"`` and the
+response follows after one space.
+
+Each response ends with the EOS token: the full text is cut right after the last EOS string in
+the response (for ChatML the ``"\\n"`` after the final ``<|im_end|>`` is dropped), and when the
+template writes no EOS (or there is no template) the EOS id is appended after tokenization.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from asft.data.formats import common_prefix_len
+from asft.data.records import Message, PreferencePair
+
+SENTINEL = "ASFT_RESPONSE_SENTINEL_6b1f"
+PLAIN_ROLES = {"system": "System", "user": "Human", "assistant": "Assistant", "tool": "Tool"}
+
+
+def plain_render(messages: list[Message], add_generation_prompt: bool = False) -> str:
+    """The HH-RLHF transcript of ``messages`` (used when the tokenizer has no chat template)."""
+    text = "".join(f"\n\n{PLAIN_ROLES[m['role']]}: {m['content']}" for m in messages)
+    return text + "\n\nAssistant:" if add_generation_prompt else text
+
+
+class TemplateError(Exception):
+    """The chat template refused a conversation (e.g. roles that do not alternate)."""
+
+
+@dataclass
+class RenderedPair:
+    """Texts of one pair. ``prompt_chars``: where the prompt ends in both full texts;
+    ``*_eos``: the text already ends with the EOS token (else it is appended after
+    tokenization); ``fallback``: the prompt end was found only by the common-prefix fallback."""
+
+    chosen: str
+    rejected: str
+    prompt_chars: int
+    chosen_eos: bool
+    rejected_eos: bool
+    fallback: bool
+
+
+def _template_of(tokenizer, chat_template: str | None) -> str | None:
+    if chat_template is not None:
+        return chat_template
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, dict):
+        template = template.get("default")
+    return template or None
+
+
+def _compiled_render(template: str, special_tokens: dict[str, str]) -> Callable[..., str]:
+    """A render function over the template compiled once, as transformers compiles it."""
+    try:
+        from transformers.utils.chat_template_utils import _compile_jinja_template
+    except ImportError:  # a transformers without the helper: render through jinja2 directly
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        compiled = env.from_string(template)
+    else:
+        compiled = _compile_jinja_template(template)
+
+    def render(messages: list[Message], add_generation_prompt: bool = False) -> str:
+        try:
+            return compiled.render(messages=messages, add_generation_prompt=add_generation_prompt,
+                                   tools=None, documents=None, **special_tokens)
+        # A template is a program from the model's files: any failure means it refused the pair.
+        except Exception as err:
+            raise TemplateError(f"{type(err).__name__}: {err}") from None
+
+    return render
+
+
+class ChatRenderer:
+    """Renders pairs for ``tokenizer``: its chat template (or ``chat_template``), else plain.
+
+    Attributes:
+        template: the Jinja chat template used, or None for the plain transcript.
+        eos: the EOS token string each response ends with.
+        add_special_tokens: whether tokenization adds the tokenizer's own special tokens
+            (False with a template, which writes BOS itself where the model wants one, as
+            ``apply_chat_template`` does; True for the plain transcript).
+    """
+
+    def __init__(self, tokenizer, chat_template: str | None = None):
+        self.template = _template_of(tokenizer, chat_template)
+        self.eos = tokenizer.eos_token
+        if not self.eos:
+            raise ValueError("the tokenizer has no EOS token: set tokenizer.eos_token")
+        self.add_special_tokens = self.template is None
+        if self.template is None:
+            self.render = plain_render
+        else:
+            specials = {k: str(v) for k, v in tokenizer.special_tokens_map.items()
+                        if isinstance(v, str)}
+            self.render = _compiled_render(self.template, specials)
+
+    def _prompt_end(self, prompt: list[Message], first: Message, chosen: str, rejected: str,
+                    ) -> tuple[int, bool]:
+        head = self.render(prompt, add_generation_prompt=True)
+        if chosen.startswith(head) and rejected.startswith(head):
+            return len(head), False
+        probe = self.render([*prompt, {"role": first["role"], "content": SENTINEL}])
+        cut = probe.find(SENTINEL)
+        if cut >= 0 and chosen.startswith(probe[:cut]) and rejected.startswith(probe[:cut]):
+            return cut, False
+        return min(common_prefix_len(chosen, rejected), common_prefix_len(chosen, head)), True
+
+    def _cut_eos(self, text: str, start: int) -> tuple[str, bool]:
+        pos = text.rfind(self.eos, start)
+        if pos < 0:
+            return text, False
+        return text[: pos + len(self.eos)], True
+
+    def pair(self, pair: PreferencePair) -> RenderedPair:
+        """The texts of ``pair``; raises :class:`TemplateError` when the template refuses it."""
+        chosen = self.render(pair.prompt + pair.chosen)
+        rejected = self.render(pair.prompt + pair.rejected)
+        if self.template is None:
+            end, fallback = len(self.render(pair.prompt, add_generation_prompt=True)), False
+        else:
+            end, fallback = self._prompt_end(pair.prompt, pair.chosen[0], chosen, rejected)
+        chosen, chosen_eos = self._cut_eos(chosen, end)
+        rejected, rejected_eos = self._cut_eos(rejected, end)
+        return RenderedPair(chosen, rejected, end, chosen_eos, rejected_eos, fallback)

@@ -1,0 +1,407 @@
+"""``tokenize_pairs``: preference pairs to token ids with an exact prompt/response boundary.
+
+The guarantee: for every kept pair, ``prompt_ids + chosen_ids`` is exactly the tokenizer's
+tokenization of the full chosen conversation text (chat template applied, see
+:mod:`asft.data.render`), cut after the EOS that ends the response, and likewise
+``prompt_ids + rejected_ids`` for the rejected one, with ONE ``prompt_ids`` shared by both
+(the collator computes the prompt once per pair). Each response ends with the EOS id.
+
+How the boundary is found: both full texts are tokenized whole (never prompt and response
+separately), and the character offsets of the tokens locate the end of the prompt text. The
+boundary is *clean* when a token ends exactly there in both sequences and the prompt tokens of
+both are the same. It is a **boundary mismatch** otherwise: a token straddles the prompt end
+(e.g. a response that starts with whitespace merges with the template's newline), or the two
+prompt tokenizations differ. Policy ``boundary="shift"`` (default) moves the boundary left to
+the longest run of leading tokens that both sequences share and that lies wholly in the prompt,
+so the guarantee above still holds and the few prompt characters that moved are scored as part
+of the response; ``boundary="drop"`` drops such pairs. Either way they are counted.
+
+Length limits, in order: a prompt longer than ``max_prompt_length`` keeps its last
+``max_prompt_length`` tokens (the end of the conversation matters most); then a pair with
+``len(prompt) + max(len(chosen), len(rejected)) > max_length`` is dropped
+(``overflow="drop"``, default: a cut response has no EOS, and its likelihood is not the
+response's) or has both responses cut to fit (``overflow="truncate"``, TRL's behaviour). A
+pair whose prompt or response would be empty is dropped. Every drop is counted by reason.
+
+Speed: templates are compiled once, all texts of a chunk are encoded in one batched call of
+the Rust tokenizer (parallel), and results are cached on disk (:mod:`asft.data.cache`).
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from operator import itemgetter
+from pathlib import Path
+
+from asft.data import cache
+from asft.data.records import PreferencePair
+from asft.data.render import ChatRenderer, RenderedPair, TemplateError
+
+OVERFLOW_POLICIES = ("drop", "truncate")
+BOUNDARY_POLICIES = ("shift", "drop")
+DROP_REASONS = ("template_error", "boundary_mismatch", "too_long", "empty_prompt",
+                "empty_response")
+_CHUNK = 512
+_MAX_EXAMPLES = 10
+
+
+@dataclass(frozen=True, slots=True)
+class TokenizedPair:
+    """Token ids of one pair: ``prompt_ids + chosen_ids`` and ``prompt_ids + rejected_ids`` are
+    the two full sequences; both responses end with EOS (unless cut by ``overflow="truncate"``)."""
+
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+
+
+def _stats(values: Sequence[int]) -> dict[str, float]:
+    import numpy as np
+
+    if not values:
+        return {"mean": 0.0, "p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0}
+    arr = np.asarray(values)
+    p50, p90, p99 = np.percentile(arr, [50, 90, 99])
+    return {"mean": float(arr.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99),
+            "max": float(arr.max())}
+
+
+@dataclass
+class TokenizeReport:
+    """What :func:`tokenize_pairs` did.
+
+    Attributes:
+        pairs: pairs given.
+        kept: examples returned.
+        dropped: pairs dropped per reason (:data:`DROP_REASONS`).
+        boundary_mismatches: pairs whose prompt boundary was not clean (see module docstring);
+            kept (boundary shifted) or dropped per the policy.
+        template_fallbacks: pairs whose prompt end was found only by the common-prefix
+            fallback (the template renders the prompt differently inside the conversation).
+        prompts_truncated: prompts cut to ``max_prompt_length`` (kept end).
+        responses_truncated: pairs whose responses were cut (``overflow="truncate"`` only).
+        chat_template: the tokenizer's chat template was used (else the plain transcript).
+        settings: max_length, max_prompt_length, overflow, boundary.
+        cache: ``"off"``, ``"hit"`` or ``"miss"``; cache_path: the entry file.
+        seconds: wall time of the call.
+        examples: the first few drops and mismatches, ``"<origin>: <reason>[: detail]"``.
+        prompt_lengths, chosen_lengths, rejected_lengths: token counts of the kept examples.
+    """
+
+    pairs: int = 0
+    kept: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    boundary_mismatches: int = 0
+    template_fallbacks: int = 0
+    prompts_truncated: int = 0
+    responses_truncated: int = 0
+    chat_template: bool = True
+    settings: dict = field(default_factory=dict)
+    cache: str = "off"
+    cache_path: str | None = None
+    seconds: float = 0.0
+    examples: list[str] = field(default_factory=list)
+    prompt_lengths: list[int] = field(default_factory=list, repr=False)
+    chosen_lengths: list[int] = field(default_factory=list, repr=False)
+    rejected_lengths: list[int] = field(default_factory=list, repr=False)
+
+    @property
+    def num_dropped(self) -> int:
+        return sum(self.dropped.values())
+
+    def length_stats(self) -> dict[str, dict[str, float]]:
+        """mean / p50 / p90 / p99 / max tokens of prompt, chosen and rejected (kept pairs)."""
+        return {"prompt": _stats(self.prompt_lengths), "chosen": _stats(self.chosen_lengths),
+                "rejected": _stats(self.rejected_lengths)}
+
+    def to_dict(self) -> dict:
+        return {"pairs": self.pairs, "kept": self.kept, "dropped": dict(self.dropped),
+                "boundary_mismatches": self.boundary_mismatches,
+                "template_fallbacks": self.template_fallbacks,
+                "prompts_truncated": self.prompts_truncated,
+                "responses_truncated": self.responses_truncated,
+                "chat_template": self.chat_template, "settings": dict(self.settings),
+                "cache": self.cache, "cache_path": self.cache_path,
+                "seconds": round(self.seconds, 4), "examples": list(self.examples),
+                "lengths": self.length_stats()}
+
+
+@dataclass
+class TokenizeResult:
+    """Examples in input order; ``indices[i]`` is the position in the input pairs of
+    ``examples[i]`` (dropped pairs leave gaps)."""
+
+    examples: list[TokenizedPair]
+    report: TokenizeReport
+    indices: list[int] = field(default_factory=list)
+
+
+class _Encoder:
+    """Batched encoding with character offsets (None for tokenizers without a Rust backend)."""
+
+    def __init__(self, tokenizer, add_special_tokens: bool):
+        self.tokenizer = tokenizer
+        self.backend = getattr(tokenizer, "backend_tokenizer", None)
+        self.lead: list[int] = []
+        if add_special_tokens:
+            # Leading specials (BOS) the tokenizer adds; trailing ones are replaced by our EOS.
+            with_sp = tokenizer("a", add_special_tokens=True)["input_ids"]
+            without = tokenizer("a", add_special_tokens=False)["input_ids"]
+            for i in range(len(with_sp) - len(without) + 1):
+                if with_sp[i:i + len(without)] == without:
+                    self.lead = list(with_sp[:i])
+                    break
+
+    def encode(self, texts: list[str]) -> list[tuple[list[int], object | None]]:
+        """(ids, tokenizers ``Encoding`` or None without a Rust backend) per text."""
+        if self.backend is None:
+            ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+            return [(self.lead + list(x), None) for x in ids]
+        backend = self.backend
+        trunc, pad = backend.truncation, backend.padding
+        if trunc is not None:
+            backend.no_truncation()
+        if pad is not None:
+            backend.no_padding()
+        try:
+            encodings = backend.encode_batch(texts, add_special_tokens=False)
+        finally:
+            if trunc is not None:
+                backend.enable_truncation(**trunc)
+            if pad is not None:
+                backend.enable_padding(**pad)
+        return [(self.lead + e.ids, e) for e in encodings]
+
+
+def _split(offsets: list[tuple[int, int]], end: int) -> tuple[int, bool]:
+    """(tokens wholly inside ``[0, end)``, whether a token boundary falls exactly at ``end``)."""
+    k = bisect_right(offsets, end, key=itemgetter(1))
+    clean = (offsets[k - 1][1] == end if k else end == 0) and (
+        k == len(offsets) or offsets[k][0] >= end)
+    return k, clean
+
+
+def _split_encoding(enc, end: int) -> tuple[int, bool]:
+    """:func:`_split` from a tokenizers ``Encoding``, reading only the offsets near ``end``
+    (materializing every offset costs more than the rest of the bookkeeping)."""
+    t = enc.char_to_token(end - 1) if end > 0 else None
+    if t is None:
+        return _split(enc.offsets, end)
+    n = len(enc)
+    # Several tokens can share one character (byte tokens of a multi-byte character).
+    while t + 1 < n and enc.token_to_chars(t + 1)[1] <= end:
+        t += 1
+    if enc.token_to_chars(t)[1] > end:
+        return _split(enc.offsets, end)
+    clean = enc.token_to_chars(t)[1] == end and (t + 1 == n or enc.token_to_chars(t + 1)[0] >= end)
+    return t + 1, clean
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class _Run:
+    """State of one tokenization: settings, counters and outputs."""
+
+    def __init__(self, pairs, tokenizer, renderer: ChatRenderer, max_length, max_prompt_length,
+                 overflow, boundary):
+        self.pairs = pairs
+        self.renderer = renderer
+        self.encoder = _Encoder(tokenizer, renderer.add_special_tokens)
+        self.eos_id = tokenizer.convert_tokens_to_ids(renderer.eos)
+        self.max_length, self.max_prompt_length = max_length, max_prompt_length
+        self.overflow, self.boundary = overflow, boundary
+        self.report = TokenizeReport(pairs=len(pairs), chat_template=renderer.template is not None)
+        self.dropped: Counter[str] = Counter()
+        self.notes: list[tuple[int, str]] = []  # (pair index, reason[: detail]) for examples
+        self.examples: list[TokenizedPair] = []
+        self.indices: list[int] = []
+
+    def note(self, i: int, what: str) -> None:
+        if len(self.notes) < _MAX_EXAMPLES:
+            self.notes.append((i, what))
+
+    def drop(self, i: int, reason: str, detail: str = "") -> None:
+        self.dropped[reason] += 1
+        self.note(i, f"{reason}: {detail}" if detail else reason)
+
+    def _boundary(self, r: RenderedPair, chosen, rejected, prompt_ids) -> tuple[int, bool]:
+        """(number of shared prompt tokens, clean) for one pair's two encodings."""
+        lead = len(self.encoder.lead)
+        (ids_c, enc_c), (ids_r, enc_r) = chosen, rejected
+        if enc_c is None:
+            k = len(prompt_ids)
+            kc = kr = k
+            ok = ids_c[:k] == prompt_ids and ids_r[:k] == prompt_ids
+        else:
+            kc, ok_c = _split_encoding(enc_c, r.prompt_chars)
+            kr, ok_r = _split_encoding(enc_r, r.prompt_chars)
+            kc, kr = kc + lead, kr + lead
+            ok = ok_c and ok_r and kc == kr and ids_c[:kc] == ids_r[:kr]
+        if ok:
+            return kc, True
+        return _common(ids_c[:kc], ids_r[:kr]), False
+
+    def add(self, i: int, r: RenderedPair, chosen, rejected, prompt_ids) -> None:
+        k, clean = self._boundary(r, chosen, rejected, prompt_ids)
+        if r.fallback:
+            self.report.template_fallbacks += 1
+        if not clean:
+            self.report.boundary_mismatches += 1
+            if self.boundary == "drop":
+                self.drop(i, "boundary_mismatch")
+                return
+            self.note(i, "boundary_mismatch (shifted)")
+        ids_c, ids_r = chosen[0], rejected[0]
+        prompt, resp_c, resp_r = ids_c[:k], ids_c[k:], ids_r[k:]
+        if not r.chosen_eos:
+            resp_c.append(self.eos_id)
+        if not r.rejected_eos:
+            resp_r.append(self.eos_id)
+        if self.max_prompt_length is not None and len(prompt) > self.max_prompt_length:
+            prompt = prompt[-self.max_prompt_length:]
+            self.report.prompts_truncated += 1
+        if self.max_length is not None and len(prompt) + max(len(resp_c), len(resp_r)) > self.max_length:
+            if self.overflow == "drop":
+                self.drop(i, "too_long", f"{len(prompt)} + {max(len(resp_c), len(resp_r))} tokens")
+                return
+            budget = max(0, self.max_length - len(prompt))
+            resp_c, resp_r = resp_c[:budget], resp_r[:budget]
+            self.report.responses_truncated += 1
+        if not prompt:
+            self.drop(i, "empty_prompt")
+            return
+        if not resp_c or not resp_r:
+            self.drop(i, "empty_response")
+            return
+        self.examples.append(TokenizedPair(prompt, resp_c, resp_r))
+        self.indices.append(i)
+
+    def chunk(self, start: int, stop: int) -> None:
+        rendered: list[tuple[int, RenderedPair]] = []
+        for i in range(start, stop):
+            try:
+                rendered.append((i, self.renderer.pair(self.pairs[i])))
+            except TemplateError as err:
+                self.drop(i, "template_error", str(err)[:200])
+        texts = [t for _, r in rendered for t in (r.chosen, r.rejected)]
+        encoded = self.encoder.encode(texts)
+        prompts: list[list[int] | None] = [None] * len(rendered)
+        if self.encoder.backend is None:  # no offsets: compare with the prompt's own tokens
+            heads = self.encoder.encode([r.chosen[: r.prompt_chars] for _, r in rendered])
+            prompts = [ids for ids, _ in heads]
+        for j, (i, r) in enumerate(rendered):
+            self.add(i, r, encoded[2 * j], encoded[2 * j + 1], prompts[j])
+
+
+def _progress(total: int, enabled: bool):
+    from contextlib import nullcontext
+
+    if not enabled:
+        return nullcontext(None)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("tokenizing"), BarColumn(), TextColumn("{task.completed}/{task.total} pairs"),
+                    TimeRemainingColumn(), transient=True)
+
+
+def _from_cache(entry, pairs, report: TokenizeReport) -> TokenizeResult:
+    ids, lengths, header = entry
+    examples, pos = [], 0
+    for p, c, r in lengths:
+        examples.append(TokenizedPair(ids[pos:pos + p], ids[pos + p:pos + p + c],
+                                      ids[pos + p + c:pos + p + c + r]))
+        pos += p + c + r
+    for name in ("kept", "boundary_mismatches", "template_fallbacks", "prompts_truncated",
+                 "responses_truncated"):
+        setattr(report, name, header["report"][name])
+    report.dropped = dict(header["report"]["dropped"])
+    report.examples = [f"{pairs[i].origin}: {what}" for i, what in header["notes"]]
+    return TokenizeResult(examples, report, list(header["indices"]))
+
+
+def tokenize_pairs(pairs: Sequence[PreferencePair], tokenizer, max_length: int | None,
+                   max_prompt_length: int | None, cache_dir: str | Path | None = None, *,
+                   overflow: str = "drop", boundary: str = "shift",
+                   chat_template: str | None = None, progress: bool = False) -> TokenizeResult:
+    """Token ids of ``pairs`` for ``tokenizer`` (see the module docstring for the guarantees).
+
+    Args:
+        pairs: from :func:`asft.data.load_pairs`.
+        tokenizer: a transformers tokenizer with an EOS token (fast ones are much faster).
+        max_length: limit on ``len(prompt) + len(longer response)``, or None.
+        max_prompt_length: limit on the prompt, keeping its end, or None.
+        cache_dir: folder of the on-disk cache, or None for no caching.
+        overflow: ``"drop"`` or ``"truncate"`` pairs over ``max_length``.
+        boundary: ``"shift"`` or ``"drop"`` pairs with a boundary mismatch.
+        chat_template: a Jinja template to use instead of the tokenizer's.
+        progress: show a progress bar with ETA.
+    """
+    start = time.perf_counter()
+    if overflow not in OVERFLOW_POLICIES:
+        raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, got {overflow!r}")
+    if boundary not in BOUNDARY_POLICIES:
+        raise ValueError(f"boundary must be one of {BOUNDARY_POLICIES}, got {boundary!r}")
+    for name, value in (("max_length", max_length), ("max_prompt_length", max_prompt_length)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+    renderer = ChatRenderer(tokenizer, chat_template)
+    settings = {"max_length": max_length, "max_prompt_length": max_prompt_length,
+                "overflow": overflow, "boundary": boundary}
+    path = None
+    if cache_dir is not None:
+        key = cache.cache_key(data=cache.data_fingerprint(pairs),
+                              tokenizer=cache.tokenizer_fingerprint(tokenizer),
+                              template=renderer.template, eos=renderer.eos,
+                              add_special_tokens=renderer.add_special_tokens, **settings)
+        path = cache.entry_path(cache_dir, key)
+        entry = cache.load(path)
+        if entry is not None:
+            report = TokenizeReport(pairs=len(pairs), chat_template=renderer.template is not None,
+                                    settings=settings, cache="hit", cache_path=str(path))
+            result = _from_cache(entry, pairs, report)
+            _fill_lengths(result)
+            report.seconds = time.perf_counter() - start
+            return result
+    run = _Run(pairs, tokenizer, renderer, max_length, max_prompt_length, overflow, boundary)
+    with _progress(len(pairs), progress) as bar:
+        task = bar.add_task("tokenize", total=len(pairs)) if bar else None
+        for lo in range(0, len(pairs), _CHUNK):
+            run.chunk(lo, min(lo + _CHUNK, len(pairs)))
+            if bar:
+                bar.update(task, completed=min(lo + _CHUNK, len(pairs)))
+    report = run.report
+    report.kept, report.dropped, report.settings = len(run.examples), dict(run.dropped), settings
+    report.examples = [f"{pairs[i].origin}: {what}" for i, what in run.notes]
+    result = TokenizeResult(run.examples, report, run.indices)
+    _fill_lengths(result)
+    if path is not None:
+        counts = {name: getattr(report, name) for name in (
+            "kept", "boundary_mismatches", "template_fallbacks", "prompts_truncated",
+            "responses_truncated", "dropped")}
+        flat = [t for ex in run.examples for seq in (ex.prompt_ids, ex.chosen_ids, ex.rejected_ids)
+                for t in seq]
+        cache.save(path, flat, [(len(ex.prompt_ids), len(ex.chosen_ids), len(ex.rejected_ids))
+                                for ex in run.examples],
+                   {"version": cache.CACHE_VERSION, "report": counts, "indices": run.indices,
+                    "notes": run.notes})
+        report.cache, report.cache_path = "miss", str(path)
+    report.seconds = time.perf_counter() - start
+    return result
+
+
+def _fill_lengths(result: TokenizeResult) -> None:
+    r = result.report
+    r.prompt_lengths = [len(e.prompt_ids) for e in result.examples]
+    r.chosen_lengths = [len(e.chosen_ids) for e in result.examples]
+    r.rejected_lengths = [len(e.rejected_ids) for e in result.examples]
