@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             result = tokenize_pairs(
                 loaded.pairs, tokenizer, args.max_length, args.max_prompt_length,
-                cache_dir=None if args.no_cache else cache_root() / "tokenized",
+                cache_dir=None if args.no_cache else cache_root() / "tokens",
                 overflow=args.overflow, boundary=args.boundary, progress=True)
         except ValueError as err:
             raise AsftError(str(err)) from None

@@ -12,6 +12,7 @@
 from asft.data.errors import REASONS, DataError
 from asft.data.load import load_pairs
 from asft.data.records import LoadReport, LoadResult, Message, PreferencePair
+from asft.data.tokenize import TokenizedPair, TokenizeReport, TokenizeResult, tokenize_pairs
 
 __all__ = [
     "REASONS",
@@ -20,5 +21,9 @@ __all__ = [
     "LoadResult",
     "Message",
     "PreferencePair",
+    "TokenizeReport",
+    "TokenizeResult",
+    "TokenizedPair",
     "load_pairs",
+    "tokenize_pairs",
 ]

@@ -17,8 +17,6 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-import numpy as np
-
 CACHE_VERSION = 1
 
 
@@ -54,6 +52,8 @@ def entry_path(cache_dir: str | os.PathLike, key: str) -> Path:
 
 def save(path: Path, ids: list[int], lengths: list[tuple[int, int, int]], header: dict) -> None:
     """Write an entry atomically: a temporary file in the same folder, then a rename."""
+    import numpy as np
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
@@ -70,6 +70,8 @@ def save(path: Path, ids: list[int], lengths: list[tuple[int, int, int]], header
 def load(path: Path) -> tuple[list[int], list[list[int]], dict] | None:
     """(flat ids, per-pair [prompt, chosen, rejected] lengths, header), or None when the entry
     is missing or unreadable."""
+    import numpy as np
+
     try:
         with np.load(path, allow_pickle=False) as npz:
             ids = npz["ids"].tolist()

@@ -92,6 +92,7 @@ class ChatRenderer:
 
     Attributes:
         template: the Jinja chat template used, or None for the plain transcript.
+        template_text: the template and the special tokens it names (e.g. ``bos_token``).
         eos: the EOS token string each response ends with.
         add_special_tokens: whether tokenization adds the tokenizer's own special tokens
             (False with a template, which writes BOS itself where the model wants one, as
@@ -104,12 +105,16 @@ class ChatRenderer:
         if not self.eos:
             raise ValueError("the tokenizer has no EOS token: set tokenizer.eos_token")
         self.add_special_tokens = self.template is None
+        self.template_text = ""
         if self.template is None:
             self.render = plain_render
         else:
             specials = {k: str(v) for k, v in tokenizer.special_tokens_map.items()
                         if isinstance(v, str)}
             self.render = _compiled_render(self.template, specials)
+            # The template's literal text plus the special tokens it refers to by name.
+            self.template_text = self.template + "".join(
+                v for k, v in specials.items() if k in self.template)
 
     def _prompt_end(self, prompt: list[Message], first: Message, chosen: str, rejected: str,
                     ) -> tuple[int, bool]:

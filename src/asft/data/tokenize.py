@@ -40,6 +40,7 @@ from pathlib import Path
 from asft.data import cache
 from asft.data.records import PreferencePair
 from asft.data.render import ChatRenderer, RenderedPair, TemplateError
+from asft.data.segments import SpecialCut
 
 OVERFLOW_POLICIES = ("drop", "truncate")
 BOUNDARY_POLICIES = ("shift", "drop")
@@ -141,7 +142,8 @@ class TokenizeResult:
 
 
 class _Encoder:
-    """Batched encoding with character offsets (None for tokenizers without a Rust backend)."""
+    """Batched encoding without special tokens; ``lead`` holds the leading special tokens
+    (BOS) that the plain transcript gets, since no template writes them there."""
 
     def __init__(self, tokenizer, add_special_tokens: bool):
         self.tokenizer = tokenizer
@@ -160,7 +162,7 @@ class _Encoder:
         """(ids, tokenizers ``Encoding`` or None without a Rust backend) per text."""
         if self.backend is None:
             ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-            return [(self.lead + list(x), None) for x in ids]
+            return [(list(x), None) for x in ids]
         backend = self.backend
         trunc, pad = backend.truncation, backend.padding
         if trunc is not None:
@@ -174,7 +176,7 @@ class _Encoder:
                 backend.enable_truncation(**trunc)
             if pad is not None:
                 backend.enable_padding(**pad)
-        return [(self.lead + e.ids, e) for e in encodings]
+        return [(e.ids, e) for e in encodings]
 
 
 def _split(offsets: list[tuple[int, int]], end: int) -> tuple[int, bool]:
@@ -210,6 +212,17 @@ def _common(a: list[int], b: list[int]) -> int:
     return n
 
 
+@dataclass
+class _Plan:
+    """How one rendered pair is encoded: ``cut`` leading characters shared by both texts are
+    encoded once (0: none), and that head's encoding must end with token ``cut_id``."""
+
+    index: int
+    rendered: RenderedPair
+    cut: int = 0
+    cut_id: int = -1
+
+
 class _Run:
     """State of one tokenization: settings, counters and outputs."""
 
@@ -218,6 +231,9 @@ class _Run:
         self.pairs = pairs
         self.renderer = renderer
         self.encoder = _Encoder(tokenizer, renderer.add_special_tokens)
+        self.cutter = None
+        if self.encoder.backend is not None and renderer.template is not None:
+            self.cutter = SpecialCut(self.encoder.backend, renderer.template_text)
         self.eos_id = tokenizer.convert_tokens_to_ids(renderer.eos)
         self.max_length, self.max_prompt_length = max_length, max_prompt_length
         self.overflow, self.boundary = overflow, boundary
@@ -235,25 +251,24 @@ class _Run:
         self.dropped[reason] += 1
         self.note(i, f"{reason}: {detail}" if detail else reason)
 
-    def _boundary(self, r: RenderedPair, chosen, rejected, prompt_ids) -> tuple[int, bool]:
-        """(number of shared prompt tokens, clean) for one pair's two encodings."""
-        lead = len(self.encoder.lead)
-        (ids_c, enc_c), (ids_r, enc_r) = chosen, rejected
-        if enc_c is None:
-            k = len(prompt_ids)
-            kc = kr = k
-            ok = ids_c[:k] == prompt_ids and ids_r[:k] == prompt_ids
-        else:
-            kc, ok_c = _split_encoding(enc_c, r.prompt_chars)
-            kr, ok_r = _split_encoding(enc_r, r.prompt_chars)
-            kc, kr = kc + lead, kr + lead
-            ok = ok_c and ok_r and kc == kr and ids_c[:kc] == ids_r[:kr]
-        if ok:
-            return kc, True
-        return _common(ids_c[:kc], ids_r[:kr]), False
+    def _boundary(self, plan: _Plan, head: list[int], chosen, rejected,
+                  prompt_ids: list[int] | None) -> tuple[list[int], list[int], int, bool]:
+        """(full chosen ids, full rejected ids, shared prompt tokens, clean) of one pair."""
+        (tail_c, enc_c), (tail_r, enc_r) = chosen, rejected
+        full_c, full_r = head + tail_c, head + tail_r
+        if enc_c is None:  # no offsets: compare with the prompt's own tokenization
+            kc, kr = _common(full_c, prompt_ids), _common(full_r, prompt_ids)
+            return full_c, full_r, min(kc, kr), kc == kr == len(prompt_ids)
+        end = plan.rendered.prompt_chars - plan.cut
+        kc, ok_c = _split_encoding(enc_c, end)
+        kr, ok_r = _split_encoding(enc_r, end)
+        if ok_c and ok_r and kc == kr and tail_c[:kc] == tail_r[:kr]:
+            return full_c, full_r, len(head) + kc, True
+        return full_c, full_r, len(head) + _common(tail_c[:kc], tail_r[:kr]), False
 
-    def add(self, i: int, r: RenderedPair, chosen, rejected, prompt_ids) -> None:
-        k, clean = self._boundary(r, chosen, rejected, prompt_ids)
+    def add(self, plan: _Plan, head: list[int], chosen, rejected, prompt_ids=None) -> None:
+        i, r = plan.index, plan.rendered
+        full_c, full_r, k, clean = self._boundary(plan, head, chosen, rejected, prompt_ids)
         if r.fallback:
             self.report.template_fallbacks += 1
         if not clean:
@@ -262,8 +277,7 @@ class _Run:
                 self.drop(i, "boundary_mismatch")
                 return
             self.note(i, "boundary_mismatch (shifted)")
-        ids_c, ids_r = chosen[0], rejected[0]
-        prompt, resp_c, resp_r = ids_c[:k], ids_c[k:], ids_r[k:]
+        prompt, resp_c, resp_r = full_c[:k], full_c[k:], full_r[k:]
         if not r.chosen_eos:
             resp_c.append(self.eos_id)
         if not r.rejected_eos:
@@ -287,21 +301,47 @@ class _Run:
         self.examples.append(TokenizedPair(prompt, resp_c, resp_r))
         self.indices.append(i)
 
+    def _plan(self, i: int) -> _Plan | None:
+        try:
+            r = self.renderer.pair(self.pairs[i])
+        except TemplateError as err:
+            self.drop(i, "template_error", str(err)[:200])
+            return None
+        plan = _Plan(i, r)
+        found = self.cutter.cut((r.chosen, r.rejected), r.prompt_chars) if self.cutter else None
+        if found:
+            plan.cut, plan.cut_id = found
+        return plan
+
     def chunk(self, start: int, stop: int) -> None:
-        rendered: list[tuple[int, RenderedPair]] = []
-        for i in range(start, stop):
-            try:
-                rendered.append((i, self.renderer.pair(self.pairs[i])))
-            except TemplateError as err:
-                self.drop(i, "template_error", str(err)[:200])
-        texts = [t for _, r in rendered for t in (r.chosen, r.rejected)]
-        encoded = self.encoder.encode(texts)
-        prompts: list[list[int] | None] = [None] * len(rendered)
-        if self.encoder.backend is None:  # no offsets: compare with the prompt's own tokens
-            heads = self.encoder.encode([r.chosen[: r.prompt_chars] for _, r in rendered])
-            prompts = [ids for ids, _ in heads]
-        for j, (i, r) in enumerate(rendered):
-            self.add(i, r, encoded[2 * j], encoded[2 * j + 1], prompts[j])
+        plans = [p for p in map(self._plan, range(start, stop)) if p is not None]
+        texts: list[str] = []
+        for p in plans:
+            c, r, n = p.rendered.chosen, p.rendered.rejected, p.cut
+            texts += [c[:n], c[n:], r[n:]] if n else [c, r]
+        encoded = iter(self.encoder.encode(texts))
+        parts: list[tuple] = []
+        retry: list[int] = []
+        for j, p in enumerate(plans):
+            head = list(self.encoder.lead)
+            if p.cut:
+                ids, _ = next(encoded)
+                if not ids or ids[-1] != p.cut_id:  # the head did not end as expected: no cut
+                    retry.append(j)
+                head += ids
+            parts.append((head, next(encoded), next(encoded), None))
+        if retry:
+            for j in retry:
+                plans[j].cut = 0
+            again = iter(self.encoder.encode([t for j in retry for t in (
+                plans[j].rendered.chosen, plans[j].rendered.rejected)]))
+            for j in retry:
+                parts[j] = (list(self.encoder.lead), next(again), next(again), None)
+        if self.encoder.backend is None:
+            heads = self.encoder.encode([p.rendered.chosen[: p.rendered.prompt_chars] for p in plans])
+            parts = [(h, c, r, self.encoder.lead + ids) for (h, c, r, _), (ids, _) in zip(parts, heads)]
+        for p, (head, c, r, prompt_ids) in zip(plans, parts):
+            self.add(p, head, c, r, prompt_ids)
 
 
 def _progress(total: int, enabled: bool):
