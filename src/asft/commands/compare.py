@@ -43,8 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="any training override, e.g. --set optim.lr=1e-5 (repeatable)")
     p.add_argument("--eval-data", help="held-out source (default: the training source's test split)")
     p.add_argument("--eval-split", help="split of the held-out source")
-    p.add_argument("--eval-samples", type=int, default=200, help="held-out pairs (default: 200)")
-    p.add_argument("--max-new-tokens", type=int, default=32, help="tokens per answer (default: 32)")
+    p.add_argument("--eval-samples", type=int, default=100, help="held-out pairs (default: 100)")
+    p.add_argument("--max-new-tokens", type=int, default=24, help="tokens per answer (default: 24)")
     p.add_argument("--no-isolate", action="store_true",
                    help="run every job in this process (faster start; no per-method peak memory)")
     p.add_argument("--rerun", action="store_true", help="run every method again")

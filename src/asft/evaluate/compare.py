@@ -61,8 +61,8 @@ class CompareSettings:
     overrides: list[str] = field(default_factory=list)
     eval_data: str | None = None
     eval_split: str | None = None
-    eval_samples: int = 200
-    max_new_tokens: int = 32
+    eval_samples: int = 100
+    max_new_tokens: int = 24
     eval_batch_size: int = 16
     isolate: bool = True
     rerun: bool = False
