@@ -141,20 +141,25 @@ class DataConfig(_Section):
     """A data source: ``builtin:<task>``, a local file (.jsonl, .json, .parquet) or folder."""
 
     max_length: int = 512
-    """Longest prompt + response in tokens; longer pairs are truncated (response first)."""
+    """Longest prompt + longer response in tokens; see ``overflow`` for longer pairs."""
 
     max_prompt_length: int = 256
     """Longest prompt in tokens; longer prompts keep their end."""
+
+    overflow: Literal["drop", "truncate"] = "drop"
+    """Pairs longer than max_length: ``drop`` them (a cut response has no EOS, so its
+    likelihood is not the response's), or ``truncate`` both responses to fit (TRL's way)."""
 
     probe_size: int = 16
     """Pairs held out from training and scored every ``logging.probe_every`` steps to follow
     the chosen and rejected likelihoods (0 disables the probe)."""
 
     limit: int | None = None
-    """Use only the first N pairs of the source (after the probe is held out); None: all."""
+    """Read at most the first N pairs of the source (the probe included); null: all."""
 
-    layout: str = "shared"
-    """Batch layout handed to the collator (``shared``: the prompt is encoded once per pair)."""
+    layout: Literal["shared", "plain"] = "shared"
+    """Batch layout: ``shared`` computes each prompt once per pair (a 4D attention mask; models
+    that ignore it fall back to ``plain`` automatically), ``plain`` one sequence per response."""
 
     def validate(self) -> None:
         _require(bool(self.source.strip()), "source", "must not be empty")
@@ -629,7 +634,8 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str | tuple[
         return _build(Config, data)
     except FieldError as err:
         for key, text in override_keys.items():
-            if err.field_name == key or err.field_name.startswith(key + "."):
+            f = err.field_name
+            if f == key or f.startswith(key + ".") or key.startswith(f + "."):
                 raise ConfigError(f"override {text}: {err.message}") from None
         line = _line_of(err.field_name, lines)
         where = f"{source}:{line}" if line else source

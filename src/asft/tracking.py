@@ -97,8 +97,8 @@ class Tracker:
             self._wandb = self._init_wandb(cfg, output_dir, run_config)
         if cfg.progress:
             self._progress = Progress(
-                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("steps"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                TextColumn("step"), MofNCompleteColumn(), BarColumn(bar_width=24),
+                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
                 TextColumn("{task.fields[info]}"), console=self.console, transient=False,
             )
             self._task = self._progress.add_task("train", total=total_steps, completed=start_step,

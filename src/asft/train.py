@@ -36,11 +36,12 @@ from asft.config import Config, ConfigError, from_dict, parse_yaml, to_dict, to_
 from asft.sampling import DataOrder, balanced_shard
 
 SUMMARY_FILE = "summary.json"
+DATA_REPORT = "data_report.json"
 MODEL_DIR = "model"
 # What a resumed run may change: how long it runs and how it reports. Everything else must
 # match the checkpoint's config, or the resumed run would not continue the same training.
 RESUMABLE_CHANGES = ("output_dir", "training.max_steps", "logging.", "checkpoint.")
-_ARTIFACTS = ("config.yaml", "metrics.jsonl", SUMMARY_FILE, ckpt.DIRNAME, MODEL_DIR,
+_ARTIFACTS = ("config.yaml", "metrics.jsonl", SUMMARY_FILE, DATA_REPORT, ckpt.DIRNAME, MODEL_DIR,
               "tensorboard", "reference_logps.safetensors")
 
 
@@ -171,29 +172,35 @@ def _broadcast(accelerator: Any, value: Any) -> Any:
 # Data
 
 
-def load_examples(cfg: Config, tokenizer: Any, log: Callable[[str], None]) -> tuple[list[Any], list[Any]]:
+def load_examples(cfg: Config, tokenizer: Any, log: Callable[[str], None],
+                  report_path: Path | None = None) -> tuple[list[Any], list[Any]]:
     """(training pairs, probe pairs), tokenized; the probe is ``data.probe_size`` pairs drawn
-    with the seed and held out of training."""
-    from asft.data import load_pairs, tokenize_pairs
+    with the seed and held out of training. Writes what loading and tokenizing dropped to
+    ``report_path`` (JSON) when given."""
+    from asft.data import DataError, load_pairs
+    from asft.data.tokenize import tokenize_pairs
     from asft.models import cache_root
 
-    loaded = load_pairs(cfg.data.source)
-    pairs = loaded.pairs
-    log(f"data: {len(pairs)} pairs from {cfg.data.source}"
-        + (f" ({loaded.report.num_skipped} records skipped)" if loaded.report.num_skipped else ""))
-    tok = tokenize_pairs(pairs, tokenizer, max_length=cfg.data.max_length,
+    try:
+        loaded = load_pairs(cfg.data.source, limit=cfg.data.limit)
+    except DataError as err:
+        raise AsftError(f"data.source {cfg.data.source!r}: {err}") from None
+    tok = tokenize_pairs(loaded.pairs, tokenizer, max_length=cfg.data.max_length,
                          max_prompt_length=cfg.data.max_prompt_length,
-                         cache_dir=cache_root() / "tokens")
+                         cache_dir=cache_root() / "tokens", overflow=cfg.data.overflow,
+                         progress=report_path is not None)
+    dropped = tok.report.num_dropped
+    log(f"data: {len(tok.examples)} pairs from {cfg.data.source}"
+        + (f"; {loaded.report.num_skipped} records skipped" if loaded.report.num_skipped else "")
+        + (f"; {dropped} pairs dropped ({', '.join(f'{k} {v}' for k, v in tok.report.dropped.items())})"
+           if dropped else ""))
+    if report_path is not None:
+        ckpt.write_json(report_path, {"load": loaded.report.to_dict(), "tokenize": tok.report.to_dict()})
     examples = list(tok.examples)
-    dropped = len(pairs) - len(examples)
-    if dropped:
-        log(f"data: {dropped} pairs could not be tokenized into scorable pairs and were left out")
     n_probe = min(cfg.data.probe_size, len(examples) // 2)
     probe_idx = set(random.Random(cfg.seed).sample(range(len(examples)), n_probe))
     probe = [ex for i, ex in enumerate(examples) if i in probe_idx]
     train = [ex for i, ex in enumerate(examples) if i not in probe_idx]
-    if cfg.data.limit is not None:
-        train = train[: cfg.data.limit]
     return train, probe
 
 
@@ -434,7 +441,9 @@ def train(config: Config, *, resume: bool = False, overwrite: bool = False,
         console: a rich Console for progress and messages (default: stderr).
     """
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
     from accelerate.utils import set_seed
+    from transformers.utils import logging as hf_logging
 
     from asft.data.collate import collate
     from asft.logprobs import PreferenceScorer, move_batch, shared_layout_supported
@@ -445,6 +454,11 @@ def train(config: Config, *, resume: bool = False, overwrite: bool = False,
 
     t_start = time.perf_counter()
     cfg = config
+    # accelerate keeps its settings in process-wide singletons; a process that trains twice
+    # (asft compare runs several methods) may change precision or accumulation in between.
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+    hf_logging.disable_progress_bar()
     accelerator = Accelerator(mixed_precision=cfg.training.mixed_precision,
                               gradient_accumulation_steps=cfg.training.grad_accum)
     main = accelerator.is_main_process
@@ -476,7 +490,7 @@ def train(config: Config, *, resume: bool = False, overwrite: bool = False,
     set_seed(cfg.seed)
 
     tokenizer = load_tokenizer(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code)
-    train_ex, probe_ex = load_examples(cfg, tokenizer, log)
+    train_ex, probe_ex = load_examples(cfg, tokenizer, log, out / DATA_REPORT if main else None)
     try:
         order = DataOrder(len(train_ex), cfg.training.batch_size, accelerator.num_processes,
                           cfg.training.grad_accum, cfg.seed)
@@ -591,7 +605,8 @@ def train(config: Config, *, resume: bool = False, overwrite: bool = False,
             if record:
                 tracker.log(step, record)
             if "loss" in record:
-                tracker.advance(step, _info(record))
+                tracker.print(f"step {step}/{total}  {_info(record)}")
+                tracker.advance(step, f"loss {record['loss']:.4f}")
             else:
                 tracker.advance(step)
             if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < total:

@@ -1,0 +1,114 @@
+"""The training loop on the tiny model: every loss trains, references are built only when needed
+and are exact, LoRA saves a merged model, a non-finite loss stops the run cleanly."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from asft import checkpoint as ckpt
+from asft import faults, reference
+from asft.config import load_config
+from asft.losses import LOSSES
+from asft.train import NonFiniteLossError, train
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def _records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+def test_every_registered_loss_trains_three_steps(loss, tiny_train_overrides, tiny_model_dir):
+    cfg = load_config(None, [*tiny_train_overrides, f"loss.name={loss}", "training.max_steps=3",
+                             "data.probe_size=0", "optim.lr=1e-3"])
+    result = train(cfg)
+    records = [r for r in _records(result.output_dir) if "loss" in r]
+    assert [r["step"] for r in records] == [1, 2, 3]
+    for r in records:
+        assert math.isfinite(r["loss"]) and math.isfinite(r["grad_norm"]) and r["grad_norm"] > 0
+        assert {"logps/chosen", "logps/rejected", "lr", "throughput/tokens_per_s"} <= set(r)
+        assert r["logps/chosen"] < 0 and r["logps/rejected"] < 0
+    before, after = _weights(tiny_model_dir), _weights(result.model_dir)
+    assert before.keys() == after.keys()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert len(changed) == len(before), f"unchanged: {sorted(set(before) - set(changed))[:3]}"
+
+
+def test_reference_free_loss_never_builds_a_reference(monkeypatch, tiny_train_overrides):
+    calls = []
+
+    def forbidden(*args, **kwargs):
+        calls.append(args)
+        raise AssertionError("a reference model was loaded for a reference-free loss")
+
+    monkeypatch.setattr(reference, "load_reference_model", forbidden)
+    for loss in ("asft", "orpo"):
+        assert not LOSSES[loss].needs_reference
+        cfg = load_config(None, [*tiny_train_overrides, f"loss.name={loss}", "reference.strategy=copy",
+                                 "training.max_steps=1", "data.probe_size=0"])
+        train(cfg, overwrite=True)
+    assert calls == []
+    assert not (Path(cfg.output_dir) / reference.CACHE_FILE).exists()
+
+
+@pytest.mark.parametrize("strategy", ["copy", "cache", "adapter"])
+def test_reference_strategies_start_at_log2_for_dpo(strategy, monkeypatch, tiny_train_overrides):
+    """At step 1 the policy equals the reference, so every DPO log-ratio is 0 and the loss is
+    exactly -log sigma(0) = log 2, whichever way the reference log-probs are obtained."""
+    loads = []
+    real = reference.load_reference_model
+    monkeypatch.setattr(reference, "load_reference_model",
+                        lambda *a, **k: loads.append(a) or real(*a, **k))
+    extra = ["lora.enabled=true", "lora.r=4", "optim.lr=1e-2"] if strategy == "adapter" else []
+    cfg = load_config(None, [*tiny_train_overrides, "loss.name=dpo", f"reference.strategy={strategy}",
+                             "training.max_steps=2", "data.probe_size=0", *extra])
+    result = train(cfg)
+    first, second = [r for r in _records(result.output_dir) if "loss" in r]
+    assert first["loss"] == pytest.approx(math.log(2), abs=1e-5)
+    assert first["rewards/margin"] == pytest.approx(0.0, abs=1e-5)
+    assert second["loss"] != pytest.approx(math.log(2), abs=1e-7)  # the policy moved
+    assert len(loads) == (1 if strategy == "copy" else 0)
+    assert (result.output_dir / reference.CACHE_FILE).exists() == (strategy == "cache")
+
+
+def test_lora_run_saves_a_merged_model_that_loads(tiny_train_overrides, tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    cfg = load_config(None, [*tiny_train_overrides, "lora.enabled=true", "lora.r=4",
+                             "lora.target_modules=[q_proj, v_proj]", "optim.lr=1e-2",
+                             "training.max_steps=2", "data.probe_size=0"])
+    result = train(cfg)
+    files = sorted(p.name for p in result.model_dir.iterdir())
+    assert "model.safetensors" in files and "adapter_config.json" not in files
+    assert not [f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl"))]
+    model = AutoModelForCausalLM.from_pretrained(result.model_dir)
+    state = model.state_dict()
+    assert not [k for k in state if "lora" in k]
+    base = _weights(tiny_model_dir)
+    changed = {k for k in base if not torch.equal(state[k], base[k])}
+    assert changed and all(("q_proj" in k or "v_proj" in k) for k in changed)
+
+
+def test_non_finite_loss_stops_naming_the_step(monkeypatch, tiny_train_overrides):
+    monkeypatch.setenv(faults.ENV, "train.loss@3=nan")
+    faults.reset()
+    cfg = load_config(None, [*tiny_train_overrides, "checkpoint.every=1", "data.probe_size=0"])
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at step 3") as info:
+        train(cfg)
+    faults.reset()
+    out = Path(cfg.output_dir)
+    assert "step-0000002" in str(info.value) and "intact" in str(info.value)
+    names = [p.name for p in ckpt.candidates(out / ckpt.DIRNAME)]
+    assert names == ["step-0000002", "step-0000001"]
+    assert all(ckpt.verify(p) is None for p in ckpt.candidates(out / ckpt.DIRNAME))
+    assert not (out / "model").exists()
+    assert max(r["step"] for r in _records(out)) == 2
