@@ -145,6 +145,14 @@ def test_prompt_choice_and_reference_fields():
         mb.judge_messages(prompts, math, ["A1"], 1)
 
 
+def test_default_model_id():
+    from asft.commands.mt_bench import default_model_id
+
+    assert default_model_id("runs/asft-1/model/") == "asft-1"
+    assert default_model_id("HuggingFaceTB/SmolLM2-135M-Instruct") == "SmolLM2-135M-Instruct"
+    assert default_model_id("tiny-llama") == "tiny-llama"
+
+
 def test_load_questions_reports_file_and_line(tmp_path):
     bad = tmp_path / "q.jsonl"
     bad.write_text(json.dumps(QUESTIONS[0]) + "\n" + json.dumps({"question_id": 2, "turns": ["x"]}) + "\n")

@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True, help="model folder, hub id or short name")
     p.add_argument("--output", required=True, type=Path, help="folder for answers, judgments, scores")
-    p.add_argument("--model-id", help="name recorded in the answer files (default: model folder name)")
+    p.add_argument("--model-id", help="name recorded in the answer files (default: the model's "
+                   "folder name, or the run's for runs/<run>/model)")
     p.add_argument("--questions", default=QUESTIONS_URL,
                    help="question.jsonl path or URL (default: FastChat's, pinned commit)")
     p.add_argument("--reference-answers", default=REFERENCE_ANSWERS_URL,
@@ -50,6 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
+
+
+def default_model_id(model: str) -> str:
+    """The model's folder name, or the run's for a trainer output (``runs/<run>/model``)."""
+    path = Path(model.rstrip("/"))
+    return path.parent.name if path.name == "model" and path.parent.name else path.name
 
 
 def _load_references(args, questions) -> dict[int, tuple[str, ...]]:
@@ -122,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
                   "without an API key", file=sys.stderr)
 
     args.output.mkdir(parents=True, exist_ok=True)
-    model_id = args.model_id or Path(args.model.rstrip("/")).name
+    model_id = args.model_id or default_model_id(args.model)
     answer_log = mb.JsonlLog(args.output / "answers.jsonl")
     done = {int(r["question_id"]) for r in answer_log.records()}
     todo = sum(q.question_id not in done for q in questions)
