@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import random
 import shutil
 import time
@@ -121,11 +122,12 @@ def _plan_output(cfg: Config, out: Path, resume: bool, overwrite: bool) -> tuple
         path, skipped = ckpt.resume_point(out)
         notes += [f"skipped damaged checkpoint {s}" for s in skipped]
         if path is None:
-            if _has_run(out):
+            if (out / MODEL_DIR).exists() or (out / SUMMARY_FILE).exists():
                 raise ckpt.CheckpointError(
-                    f"cannot resume {out}: it holds a run but no checkpoint (checkpoint.every is 0, "
-                    "or the run stopped before its first checkpoint); pass --overwrite to start again")
-            notes.append(f"no checkpoint in {out}: starting from step 0")
+                    f"cannot resume {out}: it holds a finished run without checkpoints "
+                    "(checkpoint.every was 0); pass --overwrite to train it again")
+            notes.append(f"no checkpoint in {out}: starting from step 0"
+                         + (" (the run stopped before its first checkpoint)" if _has_run(out) else ""))
             return None, notes
         try:
             data, _ = parse_yaml((path / "config.yaml").read_bytes(), str(path / "config.yaml"))
@@ -459,8 +461,13 @@ def train(config: Config, *, resume: bool = False, overwrite: bool = False,
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
     hf_logging.disable_progress_bar()
-    accelerator = Accelerator(mixed_precision=cfg.training.mixed_precision,
+    accelerator = Accelerator(cpu=not _has_accelerator(),
+                              mixed_precision=cfg.training.mixed_precision,
                               gradient_accumulation_steps=cfg.training.grad_accum)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if accelerator.num_processes != world:
+        raise AsftError(f"{world} processes were launched but accelerate set up "
+                        f"{accelerator.num_processes}; each would train alone into the same folder")
     main = accelerator.is_main_process
     out = Path(_broadcast(accelerator, cfg.output_dir or str(default_output_dir(cfg)) if main else None))
     cfg = dataclasses.replace(cfg, output_dir=str(out))
@@ -489,8 +496,11 @@ def train(config: Config, *, resume: bool = False, overwrite: bool = False,
         log(note)
     set_seed(cfg.seed)
 
-    tokenizer = load_tokenizer(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code)
-    train_ex, probe_ex = load_examples(cfg, tokenizer, log, out / DATA_REPORT if main else None)
+    # The main process converts or builds the model and fills the token cache first; the
+    # others then read both from the cache instead of racing to write them.
+    with accelerator.main_process_first():
+        tokenizer = load_tokenizer(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code)
+        train_ex, probe_ex = load_examples(cfg, tokenizer, log, out / DATA_REPORT if main else None)
     try:
         order = DataOrder(len(train_ex), cfg.training.batch_size, accelerator.num_processes,
                           cfg.training.grad_accum, cfg.seed)
@@ -609,7 +619,7 @@ def train(config: Config, *, resume: bool = False, overwrite: bool = False,
                 tracker.advance(step, f"loss {record['loss']:.4f}")
             else:
                 tracker.advance(step)
-            if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < total:
+            if cfg.checkpoint.every and step % cfg.checkpoint.every == 0:
                 tracker.sync()
                 last_ckpt = _save_checkpoint(accelerator, scorer, optimizer, scheduler, window,
                                              tracker, order, cfg, config_text, out, step)
@@ -636,6 +646,14 @@ def train(config: Config, *, resume: bool = False, overwrite: bool = False,
     with suppress(AssertionError, RuntimeError, ValueError):
         accelerator.end_training()
     return result
+
+
+def _has_accelerator() -> bool:
+    """A GPU (CUDA/ROCm), XPU or MPS device; otherwise accelerate must be told to use the CPU,
+    or it would not set up multi-process (gloo) training."""
+    xpu = getattr(torch, "xpu", None)
+    return (torch.cuda.is_available() or bool(xpu and xpu.is_available())
+            or torch.backends.mps.is_available())
 
 
 def _any(accelerator: Any, flag: torch.Tensor) -> bool:

@@ -1,0 +1,56 @@
+"""Two CPU processes (torchrun, gloo) train exactly like one process with the same global batch.
+
+``accelerate launch --cpu --num_processes 2`` quietly runs a single process on some machines,
+so the test starts the two processes with torchrun (``python -m torch.distributed.run``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from asft.config import load_config
+from asft.train import train
+
+SETTINGS = [
+    "model.name=tiny-llama", "model.dtype=fp32", "data.source=builtin:mixed", "data.limit=40",
+    "data.probe_size=6", "training.max_steps=4", "optim.lr=1e-3", "logging.every=1",
+    "logging.probe_every=2", "logging.progress=false", "logging.tensorboard=false",
+    "checkpoint.every=2",
+]
+
+
+def _records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
+    two = tmp_path / "two"
+    sets = [x for s in [*SETTINGS, "training.batch_size=2", "training.grad_accum=1"]
+            for x in ("--set", s)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "asft.cli", "train", *sets, "--output-dir", str(two)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 process(es)" in proc.stderr
+    one = train(load_config(None, [*SETTINGS, "training.batch_size=2", "training.grad_accum=2",
+                                   f"output_dir={tmp_path / 'one'}"])).output_dir
+
+    a, b = _records(one), _records(two)
+    assert [r["step"] for r in a] == [r["step"] for r in b] == [0, 1, 2, 3, 4]
+    for ra, rb in zip(a, b):
+        assert ra.keys() == rb.keys()
+        for key in ra:
+            if not key.startswith("throughput/"):
+                assert ra[key] == pytest.approx(rb[key], abs=1e-4), (ra["step"], key)
+    # the two-process run checkpointed one state file per process
+    assert sorted(p.name for p in (two / "checkpoints" / "step-0000004").glob("rank-*.json")) == [
+        "rank-00000.json", "rank-00001.json"]
