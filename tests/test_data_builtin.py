@@ -47,6 +47,12 @@ def test_chosen_is_correct_and_rejected_is_not(task):
         assert not check_answer(rec["rejected"], expected), rec
 
 
+def test_sorting_inputs_are_never_already_sorted():
+    for p in problems("sorting", "train", n=500):
+        nums = [int(x) for x in re.findall(r"\d+", p.prompt)]
+        assert nums != sorted(nums)
+
+
 def test_deterministic_and_seeded():
     assert records("mixed", "train", n=50, seed=3) == records("mixed", "train", n=50, seed=3)
     assert records("mixed", "train", n=50, seed=3) != records("mixed", "train", n=50, seed=4)

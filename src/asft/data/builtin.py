@@ -5,7 +5,7 @@ Source strings: ``builtin:<task>[:<split>][?n=<pairs>&seed=<seed>]``, e.g. ``bui
 
     arithmetic  sums and differences of numbers up to 99, small products, one-step word problems
     units       conversions between units with integer factors (km/m, h/min, kg/g, ...), both ways
-    sorting     sort 3 to 5 numbers below 100 in ascending order
+    sorting     sort 3 to 5 distinct numbers below 100 (never given in order) in ascending order
     mixed       all of the above (the default run's data: ``DEFAULT_SOURCE``)
 
 Every prompt is one short user message; the chosen response is always ``"Answer: <answer>"``
@@ -122,11 +122,11 @@ def _units(rng: random.Random) -> Problem:
 def _sorting(rng: random.Random) -> Problem:
     nums = rng.sample(range(1, 100), rng.randint(3, 5))
     ordered = sorted(nums)
-    wrongs = [sorted(nums, reverse=True), ordered[:-1]]
+    if nums == ordered:  # an already sorted list asks nothing: rotate it
+        nums = nums[1:] + nums[:1]
+    wrongs = [sorted(nums, reverse=True), ordered[:-1], nums]
     i = rng.randrange(len(ordered) - 1)
     wrongs.append([*ordered[:i], ordered[i + 1], ordered[i], *ordered[i + 2:]])
-    if nums != ordered:
-        wrongs.append(nums)
 
     def show(xs):
         return ", ".join(map(str, xs))
