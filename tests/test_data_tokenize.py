@@ -222,6 +222,13 @@ def test_cache_hit_miss_and_corruption(tok, tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_unwritable_cache_costs_only_the_cache(tok, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = tokenize_pairs(PAIRS, tok, None, None, cache_dir=blocker / "cache")
+    assert result.report.cache == "unwritable" and result.report.kept == len(PAIRS)
+
+
 def test_report_is_json_and_has_percentiles(tok):
     report = tokenize_pairs(PAIRS, tok, None, None).report
     d = json.loads(json.dumps(report.to_dict()))
@@ -235,6 +242,12 @@ def test_bad_settings(tok, kw):
     args = {"max_length": None, "max_prompt_length": None} | kw
     with pytest.raises(ValueError):
         tokenize_pairs(PAIRS, tok, **args)
+
+
+def test_hand_made_pair_without_response_is_dropped(tok):
+    bad = PreferencePair([m("user", "q")], [], [m("assistant", "a")], "hand:1")
+    result = tokenize_pairs([bad, PAIRS[0]], tok, None, None)
+    assert result.report.dropped == {"empty_response": 1} and result.indices == [1]
 
 
 def test_tokenizer_without_eos(tok):

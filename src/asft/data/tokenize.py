@@ -23,8 +23,12 @@ Length limits, in order: a prompt longer than ``max_prompt_length`` keeps its la
 response's) or has both responses cut to fit (``overflow="truncate"``, TRL's behaviour). A
 pair whose prompt or response would be empty is dropped. Every drop is counted by reason.
 
-Speed: templates are compiled once, all texts of a chunk are encoded in one batched call of
-the Rust tokenizer (parallel), and results are cached on disk (:mod:`asft.data.cache`).
+Speed: templates are compiled once; the head that a pair's two texts share (up to the last
+special token before the response, e.g. ``<|im_start|>``) is encoded once, where
+:mod:`asft.data.segments` shows that cannot change a token; all texts of a chunk are encoded in
+one batched call of the Rust tokenizer (parallel); results are cached on disk
+(:mod:`asft.data.cache`). A cache that cannot be written (full disk, read-only folder) costs
+the cache, not the run: ``report.cache`` says ``"unwritable"``.
 """
 
 from __future__ import annotations
@@ -87,7 +91,8 @@ class TokenizeReport:
         responses_truncated: pairs whose responses were cut (``overflow="truncate"`` only).
         chat_template: the tokenizer's chat template was used (else the plain transcript).
         settings: max_length, max_prompt_length, overflow, boundary.
-        cache: ``"off"``, ``"hit"`` or ``"miss"``; cache_path: the entry file.
+        cache: ``"off"``, ``"hit"``, ``"miss"`` (computed and stored) or ``"unwritable"``
+            (computed, could not be stored); cache_path: the entry file.
         seconds: wall time of the call.
         examples: the first few drops and mismatches, ``"<origin>: <reason>[: detail]"``.
         prompt_lengths, chosen_lengths, rejected_lengths: token counts of the kept examples.
@@ -302,8 +307,12 @@ class _Run:
         self.indices.append(i)
 
     def _plan(self, i: int) -> _Plan | None:
+        pair = self.pairs[i]
+        if not pair.chosen or not pair.rejected:  # pairs built by hand, not by load_pairs
+            self.drop(i, "empty_response")
+            return None
         try:
-            r = self.renderer.pair(self.pairs[i])
+            r = self.renderer.pair(pair)
         except TemplateError as err:
             self.drop(i, "template_error", str(err)[:200])
             return None
@@ -431,11 +440,14 @@ def tokenize_pairs(pairs: Sequence[PreferencePair], tokenizer, max_length: int |
             "responses_truncated", "dropped")}
         flat = [t for ex in run.examples for seq in (ex.prompt_ids, ex.chosen_ids, ex.rejected_ids)
                 for t in seq]
-        cache.save(path, flat, [(len(ex.prompt_ids), len(ex.chosen_ids), len(ex.rejected_ids))
-                                for ex in run.examples],
-                   {"version": cache.CACHE_VERSION, "report": counts, "indices": run.indices,
-                    "notes": run.notes})
-        report.cache, report.cache_path = "miss", str(path)
+        try:
+            cache.save(path, flat, [(len(ex.prompt_ids), len(ex.chosen_ids), len(ex.rejected_ids))
+                                    for ex in run.examples],
+                       {"version": cache.CACHE_VERSION, "report": counts, "indices": run.indices,
+                        "notes": run.notes})
+            report.cache, report.cache_path = "miss", str(path)
+        except OSError:
+            report.cache = "unwritable"
     report.seconds = time.perf_counter() - start
     return result
 
