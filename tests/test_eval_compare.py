@@ -69,6 +69,20 @@ def test_compare_tiny_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
     assert "holds a comparison with other settings (max_new_tokens)" in capsys.readouterr().err
 
 
+def test_training_config_reads_only_what_the_budget_uses(tmp_path):
+    from asft.evaluate.compare import CompareSettings, training_config
+    from asft.evaluate.methods import MethodSpec
+
+    settings = CompareSettings([MethodSpec("dpo")], tmp_path, overrides=[
+        "training.max_steps=3", "training.batch_size=2", "training.grad_accum=2"])
+    cfg = training_config(settings, MethodSpec("dpo", {"beta": 0.2}))
+    assert cfg.data.limit == 3 * 2 * 2 + 16
+    assert (cfg.loss.name, cfg.loss.hparams["beta"]) == ("dpo", 0.2)
+    assert cfg.output_dir == str(tmp_path / "runs" / "dpo-beta0.2")
+    settings.overrides.append("data.limit=100")
+    assert training_config(settings, None).data.limit == 100
+
+
 def test_compare_validates_before_running(tmp_path, capsys):
     assert main(["compare", "--methods", "asft,beta=1", "--output", str(tmp_path)]) == 1
     assert "write asft:beta=1" in capsys.readouterr().err

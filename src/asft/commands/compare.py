@@ -142,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
         "training data": cfg.data.source,
         "budget per method": f"{cfg.training.max_steps} steps x {cfg.training.batch_size} pairs "
                              f"x {cfg.training.grad_accum} accumulation, lr {cfg.optim.lr:g} "
-                             f"({cfg.optim.schedule}), seed {cfg.seed}",
+                             f"({cfg.optim.schedule}), seed {cfg.seed}; first {cfg.data.limit} "
+                             f"pairs of the source ({cfg.data.probe_size} held out as the probe)",
         "held-out evaluation": f"{eval_src}" + (f" ({eval_split} split)" if eval_split else "")
                                + f", first {settings.eval_samples} pairs, greedy, "
                                f"{settings.max_new_tokens} new tokens",

@@ -69,14 +69,24 @@ class CompareSettings:
 
 
 def training_config(settings: CompareSettings, method: MethodSpec | None):
-    """The trainer :class:`~asft.config.Config` for ``method`` (None: the base model's)."""
+    """The trainer :class:`~asft.config.Config` for ``method`` (None: the base model's).
+
+    Unless the settings fix ``data.limit``, only the pairs the budget uses are read
+    (steps x global batch of one process, plus the probe): every method then sees the same
+    pairs once, and a reference loss scores just those for its cached reference log-probs.
+    """
     from asft.config import load_config
 
     overrides: list = list(settings.overrides)
     if method is not None:
         overrides += [("loss.name", method.name), ("loss.hparams", dict(method.hparams)),
                       ("output_dir", str(settings.output_dir / "runs" / method.slug))]
-    return load_config(settings.config, overrides)
+    cfg = load_config(settings.config, overrides)
+    t = cfg.training
+    if cfg.data.limit is None and t.max_steps is not None:
+        needed = t.max_steps * t.batch_size * t.grad_accum + cfg.data.probe_size
+        cfg = load_config(settings.config, [*overrides, ("data.limit", needed)])
+    return cfg
 
 
 def eval_source(settings: CompareSettings, cfg) -> tuple[str, str | None]:
