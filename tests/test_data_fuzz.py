@@ -133,6 +133,27 @@ def test_parquet_with_arbitrary_column_types(recs):
         check_outcome(lambda mode: load_pairs(path, on_bad_record=mode))
 
 
+@settings(max_examples=40, deadline=5000, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(["state.json", "dataset_info.json", "dataset_dict.json",
+                                        "data-00000-of-00001.arrow"]),
+                       st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()),
+                       min_size=1))
+def test_datasets_folder_of_garbage(files):
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in files.items():
+            (Path(tmp) / name).write_bytes(data)
+        check_outcome(lambda mode: load_pairs(tmp, on_bad_record=mode))
+
+
+@FUZZ
+@given(st.text(st.sampled_from("abcdefghimnorstuxy:?&=0123456789-_ "), max_size=30),
+       st.sampled_from([None, "train", "test", "dev"]))
+def test_builtin_source_strings(spec, split):
+    check_outcome(lambda mode: load_pairs(f"builtin:{spec}", split=split, on_bad_record=mode,
+                                          limit=20))
+
+
 @pytest.mark.parametrize(("name", "payload"), [
     ("deep.json", b"[" * 200_000 + b"]" * 200_000),
     ("deep.jsonl", b'{"prompt": ' + b"[" * 200_000 + b"]" * 200_000 + b"}\n"),

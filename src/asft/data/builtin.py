@@ -38,6 +38,7 @@ DEFAULT_SIZES = {"train": 2000, "test": 200}
 DEFAULT_SEED = 0
 DEFAULT_SOURCE = "builtin:mixed"
 _MAX_PAIRS = 1_000_000
+_MAX_MISSES = 20_000  # consecutive duplicates that mean the task has run out of problems
 
 
 @dataclass(frozen=True)
@@ -171,10 +172,15 @@ def problems(task: str = "mixed", split: str = "train", n: int | None = None,
     seen: set[str] = set()
     out: list[Problem] = []
     # Bounded: a task with fewer distinct problems than asked stops with an error, never spins.
+    misses = 0
     for _ in range(50 * n + 1000):
         problem = rng.choices(families, weights)[0](rng)
         if problem.prompt in seen or split_of(problem.prompt) != split:
+            misses += 1
+            if misses > _MAX_MISSES:
+                break
             continue
+        misses = 0
         seen.add(problem.prompt)
         out.append(problem)
         if len(out) == n:
