@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="responses with empty text: keep and count (default) or treat as bad")
     c.add_argument("--no-cache", action="store_true", help="do not read or write the token cache")
     c.add_argument("--json", dest="json_out", default=None, metavar="PATH",
-                   help="also write the summary as JSON to PATH ('-' for stdout only)")
+                   help="also write the summary as JSON to PATH ('-': print it after the tables)")
     c.set_defaults(func=run)
 
 
