@@ -19,6 +19,7 @@ import difflib
 import inspect
 import itertools
 import math
+import reprlib
 import textwrap
 import types
 import typing
@@ -47,9 +48,15 @@ class FieldError(ValueError):
     """A validation failure of one field; the loader prefixes it with the field's file:line."""
 
     def __init__(self, field_name: str, message: str):
+        field_name = _clip(field_name, 120)
+        message = _clip(message, 600)
         super().__init__(f"{field_name}: {message}")
         self.field_name = field_name
         self.message = message
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def suggest(word: str, choices: Iterable[str]) -> str:
@@ -404,9 +411,14 @@ def _type_name(tp: Any) -> str:
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
 
 
+_REPR = reprlib.Repr()  # keyword arguments need Python 3.12
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple, _REPR.maxset = 2, 4, 4, 4, 4
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 40, 40, 40
+
+
 def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """A short repr: bounded even for huge or self-similar values (YAML alias bombs)."""
+    return _REPR.repr(value)
 
 
 def _coerce(value: Any, tp: Any, name: str) -> Any:
@@ -518,9 +530,15 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def _check_depth(node: yaml.Node, source: str) -> None:
+    # Each node is visited once: YAML aliases make the tree a DAG whose paths can be
+    # exponentially many ("billion laughs"), and each node's depth only needs checking once.
     stack = [(node, 1)]
+    seen: set[int] = set()
     while stack:
         n, depth = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
         if depth > MAX_NESTING:
             raise ConfigError(f"{source}:{n.start_mark.line + 1}: nesting deeper than "
                               f"{MAX_NESTING} levels; a config has at most 3")
@@ -530,15 +548,21 @@ def _check_depth(node: yaml.Node, source: str) -> None:
             stack.extend((c, depth + 1) for c in n.value)
 
 
-def _key_lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
-    """Dotted key path -> 1-based line of that key in the YAML source."""
+def _key_lines(node: yaml.Node) -> dict[str, int]:
+    """Dotted key path -> 1-based line of that key in the YAML source (aliases not followed)."""
     lines: dict[str, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
+    stack: list[tuple[yaml.Node, str]] = [(node, "")]
+    seen: set[int] = set()
+    while stack:
+        n, prefix = stack.pop()
+        if id(n) in seen or not isinstance(n, yaml.MappingNode):
+            continue
+        seen.add(id(n))
+        for key, value in n.value:
             if isinstance(key, yaml.ScalarNode):
                 path = f"{prefix}{key.value}"
-                lines[path] = key.start_mark.line + 1
-                lines.update(_key_lines(value, path + "."))
+                lines.setdefault(path, key.start_mark.line + 1)
+                stack.append((value, path + "."))
     return lines
 
 
@@ -573,9 +597,12 @@ def parse_yaml(text: str | bytes, source: str = "<config>") -> tuple[dict[str, A
         where = f"{source}:{mark.line + 1}" if mark else source
         raise ConfigError(f"{where}: invalid YAML: {err.problem or err.context}") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{source}: invalid YAML: {err}") from None
+        raise ConfigError(f"{source}: invalid YAML: {_clip(str(err), 300)}") from None
     except RecursionError:
         raise ConfigError(f"{source}: nesting too deep") from None
+    except (ValueError, TypeError, OverflowError) as err:
+        # values PyYAML parses but Python cannot hold: a 5000-digit integer, February 30th
+        raise ConfigError(f"{source}: invalid YAML value: {_clip(str(err), 300)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a config must be a mapping of sections "
                           f"(model:, data:, loss:, ...), got {type(data).__name__}")
@@ -604,8 +631,8 @@ def parse_override(item: str) -> tuple[str, Any]:
         raise ConfigError(f"override {key}: value too long")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except (yaml.YAMLError, RecursionError):
-        value = raw
+    except (yaml.YAMLError, RecursionError, ValueError, TypeError, OverflowError):
+        value = raw  # not YAML: taken as a plain string, which the field's type check judges
     return key, value
 
 

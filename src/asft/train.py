@@ -94,7 +94,9 @@ def default_output_dir(cfg: Config) -> Path:
 
 
 def _has_run(out: Path) -> bool:
-    return any((out / name).exists() for name in _ARTIFACTS)
+    """True when ``out`` holds training progress (a config alone, from a run that failed
+    before its first step, does not count)."""
+    return any((out / name).exists() for name in ("metrics.jsonl", SUMMARY_FILE, ckpt.DIRNAME, MODEL_DIR))
 
 
 def _config_differences(old: Config, new: Config) -> list[str]:
@@ -499,7 +501,8 @@ def train(config: Config, *, resume: bool = False, overwrite: bool = False,
     # The main process converts or builds the model and fills the token cache first; the
     # others then read both from the cache instead of racing to write them.
     with accelerator.main_process_first():
-        tokenizer = load_tokenizer(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code)
+        tokenizer = _explain_load("tokenizer", cfg, lambda: load_tokenizer(
+            cfg.model.name, trust_remote_code=cfg.model.trust_remote_code))
         train_ex, probe_ex = load_examples(cfg, tokenizer, log, out / DATA_REPORT if main else None)
     try:
         order = DataOrder(len(train_ex), cfg.training.batch_size, accelerator.num_processes,
@@ -510,7 +513,7 @@ def train(config: Config, *, resume: bool = False, overwrite: bool = False,
     warmup = (cfg.optim.warmup_steps if cfg.optim.warmup_steps is not None
               else math.ceil(cfg.optim.warmup_ratio * total))
 
-    model = build_model(cfg, log)
+    model = _explain_load("model", cfg, lambda: build_model(cfg, log))
     layout = cfg.data.layout
     if layout == "shared" and not shared_layout_supported(model):
         log("data: this model ignores the shared-prompt attention mask; using the 'plain' layout")
@@ -646,6 +649,19 @@ def train(config: Config, *, resume: bool = False, overwrite: bool = False,
     with suppress(AssertionError, RuntimeError, ValueError):
         accelerator.end_training()
     return result
+
+
+def _explain_load(what: str, cfg: Config, load: Callable[[], Any]) -> Any:
+    """``load()``, with loading failures (no such model, a broken folder) as an AsftError."""
+    try:
+        return load()
+    except AsftError:
+        raise
+    except (OSError, ValueError) as err:
+        name = cfg.model.name
+        if name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
+            raise AsftError(f"model.name {name!r}: no such folder") from None
+        raise AsftError(f"model.name {name!r}: cannot load the {what}: {str(err)[:500]}") from None
 
 
 def _has_accelerator() -> bool:
