@@ -144,6 +144,16 @@ def test_template_error_drops_the_pair(tok):
     assert "no system role" in result.report.examples[0]
 
 
+@pytest.mark.parametrize("attack", ["{% set x = messages.append(1) %}",
+                                    "{{ messages.__class__.__mro__[1].__subclasses__() }}"])
+def test_templates_stay_sandboxed(tok, attack):
+    evil = copy.deepcopy(tok)
+    evil.chat_template = attack + tok.chat_template
+    result = tokenize_pairs(PAIRS[:1], evil, None, None)
+    assert result.report.dropped == {"template_error": 1}
+    assert "unsafe" in result.report.examples[0] or "SecurityError" in result.report.examples[0]
+
+
 def test_prompt_truncation_keeps_the_end(tok):
     full = tokenize_pairs(PAIRS[:2], tok, None, None).examples
     cut = tokenize_pairs(PAIRS[:2], tok, None, 5)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from asft.data.formats import common_prefix_len
 from asft.data.records import Message, PreferencePair
@@ -64,17 +65,36 @@ def _template_of(tokenizer, chat_template: str | None) -> str | None:
     return template or None
 
 
-def _compiled_render(template: str, special_tokens: dict[str, str]) -> Callable[..., str]:
-    """A render function over the template compiled once, as transformers compiles it."""
+@lru_cache(maxsize=8)
+def compile_template(template: str):
+    """``template`` compiled in transformers' sandboxed Jinja environment (same globals,
+    filters and extensions as ``apply_chat_template``), with the sandbox's attribute check
+    memoized per (type, attribute): that check depends on nothing else, and it is about half
+    the cost of rendering a conversation."""
     try:
         from transformers.utils.chat_template_utils import _compile_jinja_template
-    except ImportError:  # a transformers without the helper: render through jinja2 directly
+    except ImportError:  # a transformers without the helper: jinja2's own sandbox
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        compiled = env.from_string(template)
     else:
-        compiled = _compile_jinja_template(template)
+        env = _compile_jinja_template(template).environment.overlay()
+    check = env.is_safe_attribute
+    verdicts: dict[tuple[type, str], bool] = {}
+
+    def is_safe_attribute(obj, attr, value):
+        key = (type(obj), attr)
+        if key not in verdicts:
+            verdicts[key] = check(obj, attr, value)
+        return verdicts[key]
+
+    env.is_safe_attribute = is_safe_attribute
+    return env.from_string(template)
+
+
+def _compiled_render(template: str, special_tokens: dict[str, str]) -> Callable[..., str]:
+    """A render function over the compiled template."""
+    compiled = compile_template(template)
 
     def render(messages: list[Message], add_generation_prompt: bool = False) -> str:
         try:
