@@ -82,6 +82,7 @@ def summarize(result: dict, workload: dict, peaks: dict[str, float]) -> dict:
     elapsed = sum(seconds)
     pairs = sum(len(b) for b in batches)
     tokens = sum(sum(pcr) for b in batches for pcr in b)
+    scored = sum(c + r for b in batches for _, c, r in b)
     shape = ModelShape(**result["shape"])
     reference = job["system"] == "trl-dpo" or job["loss"] == "dpo"
     useful = sum(pair_flops(shape, *pcr, reference=reference) for b in batches for pcr in b)
@@ -102,6 +103,7 @@ def summarize(result: dict, workload: dict, peaks: dict[str, float]) -> dict:
         "positions_per_step": sum(log["positions"][warm:]) / len(seconds),
         "real_tokens_per_step": sum(log["real_tokens"][warm:]) / len(seconds),
         "unique_tokens_per_step": tokens / len(seconds),
+        "scored_per_step": scored / len(seconds),
         "useful_gflop_per_step": useful / len(seconds) / 1e9,
         "mfu": useful / elapsed / peak if peak else None,
         "peak_rss_bytes": result["peak_rss_bytes"],
@@ -298,6 +300,7 @@ def _group_section(model: str, dtype: str, rows: list[dict], workload: dict | No
     if main:
         L += _ablation(ok, main)
         L += _where_time_goes(ok, main, peak)
+        L += _reading(ok, main)
     if profile and "top" in profile:
         L += [f"torch.profiler, one asft ASFT step ({profile['step_s']:.2f} s under the "
               "profiler), top operators by self CPU time:", ""]
@@ -334,3 +337,37 @@ def _where_time_goes(ok: dict[str, dict], main: dict, peak: float | None) -> lis
               f"{main['s_per_step']:.2f} s ({main['s_per_step'] / ideal:.1f}x the floor, "
               f"MFU {100 * main['mfu']:.1f}%).", ""]
     return L
+
+
+def _reading(ok: dict[str, dict], main: dict) -> list[str]:
+    """Plain-language findings computed from this group's numbers."""
+    ph, total = main["phases"], main["s_per_step"]
+    decoder = ph["decoder fwd"] + ph["decoder bwd"]
+    head = ph["head fwd + loss"] + ph["head bwd"]
+    L = ["Reading these numbers:", ""]
+    L.append(f"- asft ASFT computes {main['positions_per_step']:.0f} positions per step "
+             f"({main['unique_tokens_per_step']:.0f} distinct tokens plus padding) and scores "
+             f"the LM head at {main['scored_per_step']:.0f} of them (the response tokens). Its "
+             f"step splits into decoder {100 * decoder / total:.0f}%, LM head and loss "
+             f"{100 * head / total:.0f}%, optimizer {100 * ph['optimizer'] / total:.0f}%, "
+             f"collation {100 * ph['collate'] / total:.0f}%.")
+    for peer in ("TRL ORPO", "TRL DPO"):
+        if peer in ok:
+            r = ok[peer]
+            L.append(f"- {peer} computes {r['positions_per_step']:.0f} positions per step "
+                     f"({r['positions_per_step'] / main['positions_per_step']:.1f}x asft's), "
+                     f"each prompt twice, with full-vocabulary logits at every position"
+                     f"{' plus a reference forward' if peer == 'TRL DPO' else ''}; it "
+                     f"takes {r['s_per_step'] / total:.2f}x asft's time per step.")
+    no_gc = ok.get(MAIN + ", no grad ckpt")
+    if no_gc:
+        L.append(f"- Gradient checkpointing costs asft {total - no_gc['s_per_step']:.2f} s per "
+                 f"step ({100 * (total / no_gc['s_per_step'] - 1):.0f}%: the decoder forward "
+                 f"runs again in the backward) and saves "
+                 f"{(no_gc['peak_rss_bytes'] - main['peak_rss_bytes']) / GIB:.2f} GiB of peak RSS.")
+    off = ok.get(MAIN + ", all off")
+    if off:
+        L.append(f"- With all three optimizations off, asft takes {off['s_per_step'] / total:.2f}x "
+                 f"as long and {off['peak_rss_bytes'] / main['peak_rss_bytes']:.2f}x the "
+                 f"peak RSS.")
+    return [*L, ""]
