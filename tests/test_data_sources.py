@@ -245,6 +245,8 @@ def test_api_misuse_is_value_error(tmp_path):
         load_pairs([GOOD], on_bad_record="ignore")
     with pytest.raises(ValueError, match="unknown format"):
         load_pairs([GOOD], fmt="yaml")
+    with pytest.raises(ValueError, match="limit must be a positive integer"):
+        load_pairs([GOOD], limit="3")
     with pytest.raises(DataError, match="cannot read data from a int"):
         load_pairs(42)
 

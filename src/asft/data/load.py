@@ -94,6 +94,8 @@ def load_pairs(source, fmt: str = "auto", columns: Mapping[str, str] | None = No
     if empty_response not in EMPTY_RESPONSE_POLICIES:
         raise ValueError(f"empty_response must be one of {EMPTY_RESPONSE_POLICIES}, "
                          f"got {empty_response!r}")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
     cols = check_columns(columns)
     opened = open_source(source, split, hub_kwargs)
     report = LoadReport(source=opened.name, format=fmt)
