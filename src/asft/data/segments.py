@@ -34,9 +34,9 @@ class SpecialCut:
     """
 
     def __init__(self, backend, template_text: str):
-        spec = json.loads(backend.to_str())
-        pipeline = json.dumps([spec.get("normalizer"), spec.get("pre_tokenizer")])
-        self.enabled = '"prepend_scheme": "first"' not in pipeline
+        pipeline = [json.loads(part.__getstate__()) for part in (backend.normalizer,
+                                                                  backend.pre_tokenizer) if part]
+        self.enabled = '"prepend_scheme": "first"' not in json.dumps(pipeline)
         added = backend.get_added_tokens_decoder()
         contents = sorted((t.content for t in added.values() if t.content), key=len, reverse=True)
         self._any = re.compile("|".join(map(re.escape, contents))) if contents else None
