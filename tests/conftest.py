@@ -35,7 +35,8 @@ def tiny_train_overrides(tmp_path: Path) -> list[str]:
     """Overrides that make a training config run in about a second on the CPU: tiny-llama in
     fp32 on 40 built-in pairs, 4 steps, no progress bar, no TensorBoard."""
     return [
-        "model.name=tiny-llama", "model.dtype=fp32", "data.source=builtin:mixed",
+        "model.name=tiny-llama", "model.dtype=fp32", "training.precision=fp32",
+        "data.source=builtin:mixed",
         "data.limit=40", "data.probe_size=4", "training.max_steps=4", "training.batch_size=2",
         "logging.every=1", "logging.probe_every=2", "logging.progress=false",
         "logging.tensorboard=false", f"output_dir={tmp_path / 'run'}",

@@ -18,7 +18,8 @@ from asft.config import load_config
 from asft.train import train
 
 SETTINGS = [
-    "model.name=tiny-llama", "model.dtype=fp32", "data.source=builtin:mixed", "data.limit=40",
+    "model.name=tiny-llama", "model.dtype=fp32", "training.precision=fp32",
+    "data.source=builtin:mixed", "data.limit=40",
     "data.probe_size=6", "training.max_steps=4", "optim.lr=1e-3", "logging.every=1",
     "logging.probe_every=2", "logging.progress=false", "logging.tensorboard=false",
     "checkpoint.every=2",

@@ -23,13 +23,14 @@ from asft import checkpoint as ckpt
 from asft import faults
 from asft.cli import AsftError
 from asft.config import load_config
-from asft.train import train
+from asft.train import StoppedBySignal, train
 
 STEPS = 12
 # fp32 on the CPU; checkpoints every 2 steps; the metric window (3) and the probe period (5)
 # do not divide the checkpoint period, so resumed runs must restore half-filled windows.
 SETTINGS = [
-    "model.name=tiny-llama", "model.dtype=fp32", "data.source=builtin:mixed", "data.limit=60",
+    "model.name=tiny-llama", "model.dtype=fp32", "training.precision=fp32",
+    "data.source=builtin:mixed", "data.limit=60",
     "data.probe_size=4", f"training.max_steps={STEPS}", "training.batch_size=2",
     "optim.lr=1e-3", "optim.warmup_steps=2", "logging.every=3", "logging.probe_every=5",
     "logging.progress=false", "logging.tensorboard=false", "checkpoint.every=2",
@@ -132,6 +133,21 @@ def test_crash_at_every_checkpoint_point_then_resume_equals_uninterrupted(tmp_pa
         with pytest.raises(RuntimeError, match=f"injected fault at {point}"):
             train(_cfg(out), resume=i > 0)
         _assert_complete_checkpoints_intact(out)
+    faults.reset()
+    monkeypatch.delenv(faults.ENV)
+    train(_cfg(out), resume=True)
+    _assert_same_run(out, uninterrupted)
+
+
+def test_sigterm_stops_after_the_step_with_a_checkpoint(tmp_path, monkeypatch, uninterrupted):
+    out = tmp_path / "run"
+    faults.reset()
+    monkeypatch.setenv(faults.ENV, "train.step@3=term")
+    with pytest.raises(StoppedBySignal, match="stopped by SIGTERM after step 4") as info:
+        train(_cfg(out))
+    assert info.value.code == 128 + signal.SIGTERM
+    assert _assert_complete_checkpoints_intact(out) == ["step-0000004", "step-0000002"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
     faults.reset()
     monkeypatch.delenv(faults.ENV)
     train(_cfg(out), resume=True)

