@@ -1,4 +1,5 @@
-"""Where training metrics go: metrics.jsonl, TensorBoard, W&B and a rich progress bar.
+"""Training metrics: averaged over a logging window (:class:`Window`), then written to
+metrics.jsonl, TensorBoard and W&B, with a rich progress bar (:class:`Tracker`).
 
 Only the main process tracks. ``metrics.jsonl`` holds one JSON object per line, each with a
 ``step`` key (the optimizer step after which it was measured; 0 = before training). On resume
@@ -14,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -168,3 +170,79 @@ class Tracker:
         if self._wandb is not None:
             self._wandb.finish()
             self._wandb = None
+
+
+class Window:
+    """Running sums of per-pair metrics on this process, plus per-step global values.
+
+    Per-pair sums stay on the device (no sync per micro-batch) and are reduced over the
+    processes only when a record is written. Everything is float64 so that a resumed run's
+    sums, restored from a checkpoint, equal the uninterrupted run's.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.sums: dict[str, torch.Tensor] = {}
+        self.steps = 0
+        self.grad_norm = 0.0
+        self.lr = 0.0
+        self.seconds = 0.0
+
+    def _add(self, key: str, value: torch.Tensor) -> None:
+        value = value.detach().to(torch.float64)
+        if key in self.sums:
+            self.sums[key] += value
+        else:
+            self.sums[key] = value.clone()
+
+    def add_micro(self, losses: torch.Tensor, metrics: dict[str, torch.Tensor], num_tokens: int) -> None:
+        """One micro-batch: per-pair ``losses`` [B] and the loss's ``metrics`` ([B] each)."""
+        scorable = metrics["pairs/scorable"]
+        self._add("loss", losses.sum())
+        for key, value in metrics.items():
+            if key != "pairs/scorable":
+                self._add(key, value.sum())
+        margin = metrics["logps/chosen"] - metrics["logps/rejected"]
+        self._add("logps/margin", margin.sum())
+        self._add("logps/accuracy", ((margin > 0).to(margin.dtype) * scorable).sum())
+        self._add("_scorable", scorable.sum())
+        self._add("_pairs", torch.tensor(float(losses.numel()), device=losses.device))
+        self._add("_tokens", torch.tensor(float(num_tokens), device=losses.device))
+
+    def add_step(self, grad_norm: float, lr: float, seconds: float) -> None:
+        self.steps += 1
+        self.grad_norm += grad_norm
+        self.lr += lr
+        self.seconds += seconds
+
+    def flush(self, accelerator: Any) -> dict[str, float]:
+        """The window's means over all processes; resets the window."""
+        keys = sorted(self.sums)
+        local = torch.stack([self.sums[k] for k in keys])
+        total = accelerator.reduce(local, "sum") if accelerator.num_processes > 1 else local
+        values = dict(zip(keys, total.tolist()))
+        scorable = max(values.pop("_scorable"), 1.0)
+        pairs, tokens = values.pop("_pairs"), values.pop("_tokens")
+        out = {"loss": values.pop("loss") / scorable}
+        out.update({k: v / scorable for k, v in values.items()})
+        if pairs > scorable:
+            out["pairs/unscorable"] = pairs - scorable
+        steps = max(self.steps, 1)
+        out["grad_norm"] = self.grad_norm / steps
+        out["lr"] = self.lr / steps
+        seconds = max(self.seconds, 1e-9)
+        out["throughput/tokens_per_s"] = tokens / seconds
+        out["throughput/pairs_per_s"] = pairs / seconds
+        self.__init__(self.device)
+        return out
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """(per-process tensors, global values) to store in a checkpoint."""
+        return ({f"window.{k}": v for k, v in self.sums.items()},
+                {"steps": self.steps, "grad_norm": self.grad_norm, "lr": self.lr, "seconds": self.seconds})
+
+    def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        self.sums = {k.removeprefix("window."): v.to(self.device)
+                     for k, v in tensors.items() if k.startswith("window.")}
+        self.steps, self.grad_norm = meta["steps"], meta["grad_norm"]
+        self.lr, self.seconds = meta["lr"], meta["seconds"]

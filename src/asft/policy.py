@@ -1,0 +1,92 @@
+"""The policy model: built as configured, its trainable weights moved in and out of
+checkpoints, and saved at the end in Hugging Face format."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from asft import checkpoint as ckpt
+from asft import faults
+from asft.config import Config, ConfigError
+from asft.rundir import MODEL_DIR
+
+
+def build_model(cfg: Config, log: Callable[[str], None]) -> Any:
+    """The policy: loaded, gradient checkpointing and LoRA applied as configured."""
+    from asft.lora import apply_lora, trainable_summary
+    from asft.models import load_model
+
+    model = load_model(cfg.model.name, dtype=cfg.model.dtype,
+                       trust_remote_code=cfg.model.trust_remote_code)
+    if cfg.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    if cfg.lora.enabled:
+        try:
+            model = apply_lora(model, cfg.lora)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+    log(f"model: {cfg.model.name} ({cfg.model.dtype}), {trainable_summary(model)}")
+    return model
+
+
+def trainable_names(module: torch.nn.Module) -> list[str]:
+    return [n for n, p in module.named_parameters() if p.requires_grad]
+
+
+def load_trainable(module: torch.nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
+    params = dict(module.named_parameters())
+    expected = set(trainable_names(module))
+    if set(state) != expected:
+        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+        raise ckpt.CheckpointError(f"{where}: the saved weights do not fit this model "
+                                   f"(missing {missing[:3]}, unexpected {extra[:3]})")
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value)
+
+
+def save_final_model(accelerator: Any, scorer: Any, tokenizer: Any, cfg: Config, out: Path) -> Path:
+    """The trained model in Hugging Face format (safetensors, config, tokenizer) at out/model.
+
+    LoRA adapters are merged into the weights when ``lora.merge_on_save`` (the default), so
+    ``AutoModelForCausalLM.from_pretrained`` loads the result; otherwise the adapter alone is
+    saved (load it with peft). Written aside and renamed into place.
+    """
+    from asft.lora import is_peft, merged
+
+    state = accelerator.get_state_dict(scorer)
+    dest = out / MODEL_DIR
+    if accelerator.is_main_process:
+        model = accelerator.unwrap_model(scorer).model
+        tmp = out / f".tmp-{MODEL_DIR}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        if is_peft(model) and cfg.lora.merge_on_save:
+            model = merged(model)
+            model.save_pretrained(tmp)
+        elif is_peft(model):
+            model.save_pretrained(tmp)
+        else:
+            model.save_pretrained(tmp, state_dict={k.removeprefix("model."): v for k, v in state.items()})
+        if cfg.model.gradient_checkpointing:
+            cfg_file = tmp / "config.json"
+            data = json.loads(cfg_file.read_text())
+            data["use_cache"] = True
+            cfg_file.write_text(json.dumps(data, indent=2) + "\n")
+        tokenizer.save_pretrained(tmp)
+        faults.hit("final.before_rename")
+        if dest.exists():
+            trash = out / f".trash-{MODEL_DIR}"
+            shutil.rmtree(trash, ignore_errors=True)
+            dest.replace(trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        tmp.replace(dest)
+    accelerator.wait_for_everyone()
+    return dest
