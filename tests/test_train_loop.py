@@ -85,8 +85,11 @@ def test_lora_run_saves_a_merged_model_that_loads(tiny_train_overrides, tiny_mod
 
     cfg = load_config(None, [*tiny_train_overrides, "lora.enabled=true", "lora.r=4",
                              "lora.target_modules=[q_proj, v_proj]", "optim.lr=1e-2",
+                             "model.gradient_checkpointing=true", "logging.tensorboard=true",
                              "training.max_steps=2", "data.probe_size=0"])
     result = train(cfg)
+    assert list((result.output_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert json.loads((result.model_dir / "config.json").read_text())["use_cache"] is True
     files = sorted(p.name for p in result.model_dir.iterdir())
     assert "model.safetensors" in files and "adapter_config.json" not in files
     assert not [f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl"))]
