@@ -115,3 +115,39 @@ def test_non_finite_loss_stops_naming_the_step(monkeypatch, tiny_train_overrides
     assert all(ckpt.verify(p) is None for p in ckpt.candidates(out / ckpt.DIRNAME))
     assert not (out / "model").exists()
     assert max(r["step"] for r in _records(out)) == 2
+
+
+def test_wandb_run_is_logged_and_resumed_with_the_same_id(monkeypatch, tiny_train_overrides):
+    """W&B is optional; a stand-in module records what the tracker sends."""
+    import importlib.machinery
+    import sys
+    import types
+
+    runs = []
+
+    class Run:
+        def __init__(self, **kwargs):
+            self.kwargs, self.logged, self.finished = kwargs, [], False
+            self.id = kwargs["id"] or "run-1"
+
+        def log(self, metrics, step):
+            self.logged.append(step)
+
+        def finish(self):
+            self.finished = True
+
+    fake = types.ModuleType("wandb")
+    fake.__spec__ = importlib.machinery.ModuleSpec("wandb", None)
+    fake.init = lambda **kwargs: runs.append(Run(**kwargs)) or runs[-1]
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    cfg = load_config(None, [*tiny_train_overrides, "logging.wandb_project=asft-tests",
+                             "checkpoint.every=2", "training.max_steps=2"])
+    train(cfg)
+    first = runs[0]
+    assert first.kwargs["project"] == "asft-tests" and first.kwargs["id"] is None
+    assert first.logged == [0, 1, 2] and first.finished
+    assert first.kwargs["config"]["loss"]["name"] == "asft"
+    cfg = load_config(None, [*tiny_train_overrides, "logging.wandb_project=asft-tests",
+                             "checkpoint.every=2", "training.max_steps=4"])
+    train(cfg, resume=True)
+    assert runs[1].kwargs["id"] == "run-1" and runs[1].logged == [3, 4]

@@ -217,6 +217,13 @@ def train(config: Config, *, resume: bool = False, overwrite: bool = False,
     if accelerator.num_processes != world:
         raise AsftError(f"{world} processes were launched but accelerate set up "
                         f"{accelerator.num_processes}; each would train alone into the same folder")
+    sharded = accelerator.distributed_type.value in ("FSDP", "DEEPSPEED")
+    if sharded and (cfg.checkpoint.every or resume):
+        # Their optimizer state is sharded and laid out by the engine: saving it from one
+        # process, as asft.checkpoint does, would not resume exactly.
+        raise AsftError(f"resumable checkpoints are not supported under "
+                        f"{accelerator.distributed_type.value} yet; set checkpoint.every: 0 "
+                        "(the final model is still saved) or train with DDP")
     main = accelerator.is_main_process
     out = Path(_broadcast(accelerator, cfg.output_dir or str(default_output_dir(cfg)) if main else None))
     cfg = dataclasses.replace(cfg, output_dir=str(out))
