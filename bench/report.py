@@ -120,8 +120,10 @@ def ratios(rows: list[dict]) -> dict:
     if main and orpo:
         out["orpo_speed"] = main["pairs_per_s"] / orpo["pairs_per_s"]
         out["orpo_memory"] = main["peak_rss_bytes"] / orpo["peak_rss_bytes"]
+        out["orpo_cpu_speed"] = orpo["cpu_s_per_step"] / main["cpu_s_per_step"]
     if main and dpo:
         out["dpo_speed"] = main["pairs_per_s"] / dpo["pairs_per_s"]
+        out["dpo_cpu_speed"] = dpo["cpu_s_per_step"] / main["cpu_s_per_step"]
     no_gc = by.get(MAIN + ", no grad ckpt")
     if no_gc and orpo:
         out["orpo_speed_no_gc"] = no_gc["pairs_per_s"] / orpo["pairs_per_s"]
@@ -176,10 +178,13 @@ def write_results(path: Path, meta: dict, summaries: list[dict], workloads: dict
           f"{m['os']}",
           f"- torch {v['torch']}, transformers {v['transformers']}, TRL {v['trl']}, "
           f"python {v['python']}, asft commit {v['asft']}",
-          f"- load average (1 min) at start {meta['load_start']:.2f}, at end "
-          f"{meta['load_end']:.2f}: other processes shared the cores when this is above 0, so "
-          "absolute times carry that noise; every system ran on the same pairs in the same "
-          "run, one after the other.", ""]
+          f"- 1-minute load average: {meta['load_start']:.2f} at the start, "
+          f"{meta['load_end']:.2f} at the end" + (
+              f", {meta['load_range'][0]:.2f}-{meta['load_range'][1]:.2f} before the jobs"
+              if meta.get("load_range") else "") +
+          f". Above {m['cores']}, other processes competed for the cores and absolute times "
+          "carry that noise; every system ran on the same pairs in the same run, one after "
+          "the other.", ""]
     L += _settings(meta, workloads)
     n = meta["settings"].get("matmul_size")
     L += [f"## Matmul peak ({n} x {n} x {n}, best of repeated runs, measured in this run)", ""]
@@ -260,8 +265,10 @@ def _settings(meta: dict, workloads: dict[str, dict]) -> list[str]:
 def _targets_section(groups: dict[tuple[str, str], list[dict]]) -> list[str]:
     L = ["## Targets: asft ASFT vs TRL", "",
          "Target: asft ASFT >= 2x TRL ORPO pairs/s and <= 0.6x its peak RSS, >= 3x TRL DPO "
-         "pairs/s, in both dtypes. Gradient checkpointing on for both sides; the last "
-         "columns show asft without it (TRL kept at its default).", ""]
+         "pairs/s, in both dtypes. Gradient checkpointing on for both sides. The `CPU-time` "
+         "columns give the same speed ratios from CPU seconds per step (a cross-check when "
+         "other processes load the machine); the `no-GC` columns show asft without gradient "
+         "checkpointing (TRL kept at its default).", ""]
     rows = []
     for (model, dtype), group in groups.items():
         r = ratios(group)
@@ -269,11 +276,13 @@ def _targets_section(groups: dict[tuple[str, str], list[dict]]) -> list[str]:
                      f"{_f(r.get('orpo_speed'))}x ({met('orpo_speed', r.get('orpo_speed'))})",
                      f"{_f(r.get('orpo_memory'))}x ({met('orpo_memory', r.get('orpo_memory'))})",
                      f"{_f(r.get('dpo_speed'))}x ({met('dpo_speed', r.get('dpo_speed'))})",
+                     _f(r.get("orpo_cpu_speed")), _f(r.get("dpo_cpu_speed")),
                      _f(r.get("orpo_speed_no_gc")), _f(r.get("orpo_memory_no_gc")),
                      _f(r.get("dpo_speed_no_gc")),
                      _f(r.get("dpo_vs_dpo_speed"))])
     L += _table(["model", "dtype", "pairs/s vs ORPO (>= 2)", "peak RSS vs ORPO (<= 0.6)",
-                 "pairs/s vs DPO (>= 3)", "no-GC vs ORPO speed", "no-GC vs ORPO mem",
+                 "pairs/s vs DPO (>= 3)", "CPU-time vs ORPO", "CPU-time vs DPO",
+                 "no-GC vs ORPO speed", "no-GC vs ORPO mem",
                  "no-GC vs DPO speed", "asft DPO vs TRL DPO speed"], rows)
     return L
 

@@ -71,6 +71,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="run jobs in this process (fast for tests; peak memory then meaningless)")
     p.add_argument("--limit", type=int, default=None, help="read only the first N records")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per job before it is killed")
+    p.add_argument("--report-only", action="store_true",
+                   help="rewrite RESULTS.md from the raw results already in --out (default bench/)")
     return p.parse_args(argv)
 
 
@@ -151,6 +153,9 @@ def _slug(job: Job) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report_only:
+        render(args.out or BENCH)
+        return 0
     steps, dtypes = plan(args)
     models = list(steps)
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
@@ -163,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from asft.models import load_tokenizer
-    from report import machine_info, summarize, versions, write_results
+    from report import machine_info, versions
     from workload import build_workload
 
     torch.set_num_threads(args.threads)
@@ -189,15 +194,6 @@ def main(argv: list[str] | None = None) -> int:
 
     jobs = make_jobs(args, models, dtypes, workload_paths)
     results = _run_all(jobs, scratch, args, results_dir)
-
-    peaks = {r["job"]["dtype"]: r["flops_per_s"] for r in results
-             if r["job"]["system"] == "matmul" and "error" not in r}
-    summaries = [summarize(r, workload_info[r["job"]["model"]], peaks) for r in results
-                 if r["job"]["system"] in ("asft", "trl-orpo", "trl-dpo")]
-    profiles = {f"{r['job']['model']}-{r['job']['dtype']}": r.get("profile", r)
-                for r in results if r["job"]["system"] == "profile"}
-    tokenize_path = BENCH / "results" / "tokenize.json"
-    tokenize = json.loads(tokenize_path.read_text()) if tokenize_path.is_file() else None
     meta = {
         "command": "python bench/run.py" + "".join(" " + shlex.quote(a) for a in (argv or sys.argv[1:])),
         "mode": mode, "inline": args.inline, "started": started, "wall_s": time.perf_counter() - t0,
@@ -207,16 +203,41 @@ def main(argv: list[str] | None = None) -> int:
                      "max_length": args.max_length, "seed": args.seed, "dtypes": dtypes,
                      "steps": steps, "trl": not args.no_trl,
                      "matmul_size": jobs[0].matmul_size if jobs else None},
+        "jobs": [_slug(j) for j in jobs],
+        "models": models,
     }
-    (results_dir / "summary.json").write_text(json.dumps(
-        {"meta": meta, "peaks": peaks, "summaries": summaries}, indent=1))
-    write_results(out / "RESULTS.md", meta, summaries, workload_info, peaks, profiles, tokenize)
-    print(f"wrote {out / 'RESULTS.md'} and {results_dir}/")
+    (results_dir / "run.json").write_text(json.dumps(meta, indent=1))
+    render(out)
     failed = [r for r in results if "error" in r]
     for r in failed:
         print(f"FAILED {r['job']['label']} ({r['job']['model']} {r['job']['dtype']}): {r['error']}",
               file=sys.stderr)
     return 1 if failed else 0
+
+
+def render(out: Path) -> None:
+    """(Re)write ``out/RESULTS.md`` and ``out/results/summary.json`` from the raw results."""
+    from report import summarize, write_results
+
+    results_dir = out / "results"
+    meta = json.loads((results_dir / "run.json").read_text())
+    results = [json.loads((results_dir / f"{slug}.json").read_text()) for slug in meta["jobs"]]
+    workload_info = {m: json.loads((results_dir / f"workload-{m}.json").read_text())
+                     for m in meta["models"]}
+    peaks = {r["job"]["dtype"]: r["flops_per_s"] for r in results
+             if r["job"]["system"] == "matmul" and "error" not in r}
+    summaries = [summarize(r, workload_info[r["job"]["model"]], peaks) for r in results
+                 if r["job"]["system"] in ("asft", "trl-orpo", "trl-dpo")]
+    profiles = {f"{r['job']['model']}-{r['job']['dtype']}": r.get("profile", r)
+                for r in results if r["job"]["system"] == "profile"}
+    loads = [r["load_before"] for r in results if "load_before" in r]
+    meta["load_range"] = [min(loads), max(loads)] if loads else None
+    tokenize_path = BENCH / "results" / "tokenize.json"
+    tokenize = json.loads(tokenize_path.read_text()) if tokenize_path.is_file() else None
+    (results_dir / "summary.json").write_text(json.dumps(
+        {"meta": meta, "peaks": peaks, "summaries": summaries}, indent=1))
+    write_results(out / "RESULTS.md", meta, summaries, workload_info, peaks, profiles, tokenize)
+    print(f"wrote {out / 'RESULTS.md'} and {results_dir}/")
 
 
 def _run_all(jobs: list[Job], scratch: Path, args: argparse.Namespace, results_dir: Path) -> list[dict]:
@@ -236,7 +257,8 @@ def _run_all(jobs: list[Job], scratch: Path, args: argparse.Namespace, results_d
         task = progress.add_task("benchmark", total=len(jobs))
         for job in jobs:
             progress.update(task, description=f"{job.label} {job.model} {job.dtype}".strip())
-            results.append(run_one(job, scratch, args.inline, args.timeout))
+            load = os.getloadavg()[0]
+            results.append({**run_one(job, scratch, args.inline, args.timeout), "load_before": load})
             (results_dir / f"{_slug(job)}.json").write_text(json.dumps(results[-1], indent=1))
             progress.advance(task)
     return results

@@ -97,6 +97,10 @@ def test_tiny_run_without_trl(tmp_path, data):
     for needle in ("## Machine and versions", "## Targets", "Ablation", "Where asft's step time goes",
                    "torch.profiler"):
         assert needle in text
+    # The report is rebuilt from the raw results alone.
+    (out / "RESULTS.md").unlink()
+    assert run.main(["--report-only", "--out", str(out)]) == 0
+    assert (out / "RESULTS.md").read_text() == text
     origins = json.loads((out / "results" / "workload-tiny-llama.json").read_text())["origins"]
     assert len(origins) == 2 and all(len(b) == 2 for b in origins)
     assert len({o for b in origins for o in b}) == 4  # distinct pairs
