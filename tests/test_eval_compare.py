@@ -40,7 +40,7 @@ def test_compare_tiny_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ASFT_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "cmp"
     argv = ["compare", "--methods", "asft:beta=0.1,sft_weight=0", "--output", str(out),
-            "--model", "tiny-llama", "--max-steps", "2", "--set", "model.dtype=fp32",
+            "--model", "tiny-llama", "--max-steps", "2",
             "--set", "logging.probe_every=1", "--set", "data.limit=40", "--set", "logging.tensorboard=false",
             "--eval-samples", "4", "--max-new-tokens", "3"]
     assert main(argv) == 0

@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     eval_split = settings.eval_split or (None if settings.eval_data else "test")
     title = f"Method comparison: {cfg.model.name} on {cfg.data.source}"
     info = {
-        "model": f"{cfg.model.name} ({cfg.model.dtype})",
+        "model": f"{cfg.model.name} ({cfg.model.dtype} weights, {cfg.training.precision} compute)",
         "training data": cfg.data.source,
         "budget per method": f"{cfg.training.max_steps} steps x {cfg.training.batch_size} pairs "
                              f"x {cfg.training.grad_accum} accumulation, lr {cfg.optim.lr:g} "

@@ -141,7 +141,11 @@ def run_job(settings: CompareSettings, method: MethodSpec | None) -> MethodResul
         num_samples=settings.eval_samples, max_length=cfg.data.max_length,
         max_prompt_length=cfg.data.max_prompt_length, score_batch_size=settings.eval_batch_size,
     )
-    metrics, generations = evaluate_pairs(model, tokenizer, pairs, config, checker_for(source))
+    # Evaluate in the precision the methods train in (bf16 autocast over fp32 weights by default).
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.autocast(device, dtype=torch.bfloat16,
+                        enabled=cfg.training.precision == "bf16-mixed"):
+        metrics, generations = evaluate_pairs(model, tokenizer, pairs, config, checker_for(source))
     eval_s = time.perf_counter() - start
     run_dir.mkdir(parents=True, exist_ok=True)
     with (run_dir / "generations.jsonl").open("w", encoding="utf-8") as f:
