@@ -153,6 +153,15 @@ def test_default_model_id():
     assert default_model_id("tiny-llama") == "tiny-llama"
 
 
+def test_mt_bench_rejects_bad_options(files, tmp_path, judge_factory, capsys):
+    judge = judge_factory()
+    assert main(_argv(files, tmp_path / "o", judge, "--max-new-tokens", "0")) == 1
+    assert "max_new_tokens must be >= 1" in capsys.readouterr().err
+    assert main(_argv(files, tmp_path / "o", judge, "--judge-parallel", "0")) == 1
+    assert "--judge-parallel must be >= 1" in capsys.readouterr().err
+    assert not judge.served
+
+
 def test_load_questions_reports_file_and_line(tmp_path):
     bad = tmp_path / "q.jsonl"
     bad.write_text(json.dumps(QUESTIONS[0]) + "\n" + json.dumps({"question_id": 2, "turns": ["x"]}) + "\n")

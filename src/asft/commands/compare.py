@@ -62,6 +62,8 @@ def _settings(args):
             overrides.append(f"{key}={flag}")
     if args.eval_samples < 1:
         raise AsftError(f"--eval-samples must be >= 1, got {args.eval_samples}")
+    if args.max_new_tokens < 1:
+        raise AsftError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     try:
         methods = parse_methods(args.methods or [DEFAULT_METHODS])
     except ValueError as err:

@@ -101,11 +101,19 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from asft.evaluate import mt_bench as mb
+    from asft.evaluate.generation import GenerationConfig
     from asft.evaluate.judge import JudgeClient, JudgeError
     from asft.evaluate.progress import progress_bar
 
     if args.limit is not None and args.limit < 1:
         raise AsftError(f"--limit must be >= 1, got {args.limit}")
+    if args.judge_parallel < 1:
+        raise AsftError(f"--judge-parallel must be >= 1, got {args.judge_parallel}")
+    try:
+        GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                         batch_size=args.batch_size)
+    except ValueError as err:
+        raise AsftError(str(err)) from None
     try:
         questions = mb.load_questions(args.questions)
         prompts = mb.load_judge_prompts(args.judge_prompts)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from asft.evaluate.generation import GenerationConfig
 
@@ -102,8 +102,7 @@ def evaluate_pairs(
     generations: list[dict] = []
     with _progress(show_progress) as bar:
         if config.generate:
-            gen_config = GenerationConfig(**{
-                **config.generation.__dict__, "max_prompt_length": config.max_prompt_length})
+            gen_config = replace(config.generation, max_prompt_length=config.max_prompt_length)
             task = bar.add_task("generating", total=len(pairs)) if bar else None
             start = time.perf_counter()
             responses = generate_responses(
