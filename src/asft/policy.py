@@ -25,7 +25,13 @@ def build_model(cfg: Config, log: Callable[[str], None]) -> Any:
     model = load_model(cfg.model.name, dtype=cfg.model.dtype,
                        trust_remote_code=cfg.model.trust_remote_code)
     if cfg.model.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers >= 5.20 renamed it; non-reentrant checkpointing works with frozen
+        # inputs (LoRA) without forcing requires_grad on the embeddings.
+        enable = getattr(model, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     if cfg.lora.enabled:
         try:
