@@ -205,6 +205,8 @@ def train(config: Config, *, resume: bool = False, overwrite: bool = False,
 
     t_start = time.perf_counter()
     cfg = config
+    if resume and cfg.output_dir is None:
+        raise AsftError("--resume needs the folder of the run to continue: pass --output-dir")
     # accelerate keeps its settings in process-wide singletons; a process that trains twice
     # (asft compare runs several methods) may change precision or accumulation in between.
     AcceleratorState._reset_state(reset_partial_state=False)
