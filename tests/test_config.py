@@ -56,7 +56,7 @@ def test_resolved_yaml_round_trips_with_comments(tmp_path: Path):
     cfg = load_config(None, ["loss.name=dpo", "loss.hparams.beta=0.2", "optim.lr=3e-6",
                              "lora.enabled=true", "lora.target_modules=[q_proj, v_proj]"])
     text = to_yaml(cfg)
-    assert "# Peak learning rate." in text
+    assert "# Peak learning rate" in text and "# Rank of each adapter." in text
     path = tmp_path / "config.yaml"
     path.write_text(text)
     again = load_config(path)
