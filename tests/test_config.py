@@ -160,3 +160,7 @@ def test_cli_help_config_and_print_config(capsys):
     assert "name: orpo" in printed and "max_steps: 7" in printed and "lr: 1.0e-06" in printed
     assert main(["train", "--loss", "dpp"]) == 1
     assert "did you mean 'dpo'" in capsys.readouterr().err
+    from asft.cli import build_parser
+
+    help_text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    assert all(name in help_text for name in LOSSES)  # --loss lists the registry

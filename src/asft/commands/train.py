@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", "-c", metavar="FILE", help="YAML config (see --help-config)")
     p.add_argument("--output-dir", "-o", metavar="DIR", help="output folder (output_dir)")
     p.add_argument("--max-steps", type=int, metavar="N", help="optimizer steps (training.max_steps)")
-    p.add_argument("--loss", metavar="NAME", help="registered loss name (loss.name)")
+    p.add_argument("--loss", metavar="NAME", action=_LossName)
     p.add_argument("--model", metavar="NAME", help="hub id, folder, smollm2-135m or tiny-llama (model.name)")
     p.add_argument("--data", metavar="SOURCE", help="data source, e.g. builtin:mixed or a .jsonl file (data.source)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -31,6 +31,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--help-config", action="store_true", help="list every config field and exit")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=run)
+
+
+class _LossName(argparse.Action):
+    """``--loss``: its help lists the registry's names, read only when help is shown (the
+    registry imports torch, which ``asft --help`` should not pay for). Unknown names are
+    rejected by the config, with a suggestion."""
+
+    @property
+    def help(self) -> str:
+        from asft.losses import LOSSES
+
+        return f"loss (loss.name): {', '.join(LOSSES)}"
+
+    @help.setter
+    def help(self, value: str | None) -> None:
+        pass
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
 
 
 def overrides_from_args(args: argparse.Namespace) -> list[str | tuple[str, object]]:
