@@ -22,6 +22,7 @@ never looks like a checkpoint. Only safetensors and JSON are written: nothing is
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -34,6 +35,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from asft import faults
@@ -100,10 +102,25 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    """Write a safetensors file (contiguous CPU copies) and fsync it."""
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path),
-              metadata={"format": "pt"})
+    """Write a safetensors file (contiguous CPU copies) and fsync it; OSError when it fails."""
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path),
+                  metadata={"format": "pt"})
+    except SafetensorError as err:
+        raise as_os_error(err, path) from None
     _fsync_path(path)
+
+
+_OS_ERROR = re.compile(r"os error (\d+)")
+
+
+def as_os_error(err: Exception, path: Path) -> OSError:
+    """The OSError inside a safetensors error: its Rust writer reports a full disk as
+    ``SafetensorError("... No space left on device (os error 28)")``, not as an OSError."""
+    m = _OS_ERROR.search(str(err))
+    if m is None:
+        return OSError(errno.EIO, str(err), str(path))
+    return OSError(int(m.group(1)), os.strerror(int(m.group(1))), str(path))
 
 
 def sha256(path: Path) -> str:

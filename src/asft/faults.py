@@ -16,6 +16,10 @@ cost one dictionary lookup.
 
 Example: ``ASFT_FAULTS=checkpoint.after_model@2=kill`` kills the process while it writes its
 second checkpoint, after the weights and before the optimizer state.
+
+With ``ASFT_FAULTS_LOG`` set to a file, each fault appends ``POINT@HIT=ACTION`` to it (flushed
+to disk) just before it fires, so that a test suite can count the faults it injected, those
+in processes it killed included (scripts/reliability_counts.py).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 import torch
 
 ENV = "ASFT_FAULTS"
+LOG_ENV = "ASFT_FAULTS_LOG"
 ACTIONS = ("kill", "term", "enospc", "error", "nan")
 
 POINTS: dict[str, str] = {
@@ -100,7 +105,17 @@ def _due(point: str) -> Fault | None:
     return None
 
 
+def _record(f: Fault, point: str) -> None:
+    log = os.environ.get(LOG_ENV)
+    if log:
+        with open(log, "a") as fh:
+            fh.write(f"{point}@{f.hit}={f.action}\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
 def _fire(f: Fault, point: str) -> None:
+    _record(f, point)
     if f.action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     if f.action == "term":
@@ -124,6 +139,7 @@ def poison(point: str, value: torch.Tensor) -> torch.Tensor:
     if f is None:
         return value
     if f.action == "nan":
+        _record(f, point)
         return value + float("nan")
     _fire(f, point)
     return value

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 
 from asft import checkpoint as ckpt
 from asft import faults
@@ -74,13 +75,17 @@ def save_final_model(accelerator: Any, scorer: Any, tokenizer: Any, cfg: Config,
         tmp = out / f".tmp-{MODEL_DIR}"
         if tmp.exists():
             shutil.rmtree(tmp)
-        if is_peft(model) and cfg.lora.merge_on_save:
-            model = merged(model)
-            model.save_pretrained(tmp)
-        elif is_peft(model):
-            model.save_pretrained(tmp)
-        else:
-            model.save_pretrained(tmp, state_dict={k.removeprefix("model."): v for k, v in state.items()})
+        try:
+            if is_peft(model) and cfg.lora.merge_on_save:
+                model = merged(model)
+                model.save_pretrained(tmp)
+            elif is_peft(model):
+                model.save_pretrained(tmp)
+            else:
+                model.save_pretrained(tmp, state_dict={k.removeprefix("model."): v for k, v in state.items()})
+        except SafetensorError as err:  # a full disk, reported by safetensors' Rust writer
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise ckpt.as_os_error(err, tmp) from None
         if cfg.model.gradient_checkpointing:
             cfg_file = tmp / "config.json"
             data = json.loads(cfg_file.read_text())

@@ -389,7 +389,13 @@ def train(config: Config, *, resume: bool = False, overwrite: bool = False,
                                       f"checkpoint {last_ckpt} saved: continue with --resume",
                                       code=128 + stop_signal.number)
         tracker.sync()
-        model_dir = save_final_model(accelerator, scorer, tokenizer, cfg, out)
+        try:
+            model_dir = save_final_model(accelerator, scorer, tokenizer, cfg, out)
+        except OSError as err:
+            keep = (f"the last checkpoint, {last_ckpt}, is intact: free space and pass --resume"
+                    if last_ckpt else "no checkpoint was kept (checkpoint.every: 0)")
+            raise AsftError(f"could not save the final model in {out / 'model'}: "
+                            f"{err.strerror or err}; {keep}") from None
     finally:
         stop_signal.restore()
         tracker.close()
