@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from asft.config import Config
@@ -133,7 +133,7 @@ def _read_cache(path: Path, expected: str) -> torch.Tensor | None:
             if (f.metadata() or {}).get("fingerprint") != expected:
                 return None
             return f.get_tensor("logps")
-    except (OSError, ValueError, RuntimeError, KeyError):
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError):
         # safetensors reports a truncated or foreign file as one of these
         return None
 

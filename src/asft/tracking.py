@@ -35,7 +35,8 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     """The records of a metrics.jsonl file, skipping a torn last line (a killed writer)."""
     records = []
     if path.is_file():
-        for line in path.read_text().splitlines():
+        # damaged bytes (a crash, a bad disk) spoil their own line only
+        for line in path.read_bytes().decode("utf-8", "replace").splitlines():
             try:
                 rec = json.loads(line)
             except ValueError:

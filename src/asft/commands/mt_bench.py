@@ -139,7 +139,12 @@ def run(args: argparse.Namespace) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     model_id = args.model_id or default_model_id(args.model)
     answer_log = mb.JsonlLog(args.output / "answers.jsonl")
-    done = {int(r["question_id"]) for r in answer_log.records()}
+    judgment_log = mb.JsonlLog(args.output / "judgments.jsonl")
+    try:  # what a previous run saved, read back before any work
+        done = set(mb.read_answers(answer_log))
+        judged = len(mb.read_judgments(judgment_log))
+    except ValueError as err:
+        raise AsftError(f"{err}\nfix or delete that file: a rerun resumes from it") from None
     todo = sum(q.question_id not in done for q in questions)
     generate = _generator(args) if todo else None
     with progress_bar() as bar:
@@ -150,16 +155,17 @@ def run(args: argparse.Namespace) -> int:
     if judge is None:
         return 0
 
-    judgment_log = mb.JsonlLog(args.output / "judgments.jsonl")
     expected = sum(min(len(q.turns), 2) for q in questions)
     with progress_bar() as bar:
-        task = bar.add_task("judging", total=expected, completed=len(judgment_log.records()))
+        task = bar.add_task("judging", total=expected, completed=judged)
         try:
             judgments = mb.judge_answers(
                 judge.complete, args.judge_model, model_id, prompts, questions, answers,
                 references, judgment_log, parallel=args.judge_parallel,
                 on_done=lambda n: bar.advance(task, n),
             )
+        except ValueError as err:  # an answer read back from answers.jsonl that cannot be judged
+            raise AsftError(f"{err} (in {answer_log.path})") from None
         except JudgeError as err:
             saved = len(judgment_log.records())
             raise AsftError(f"{err}\n{saved} of {expected} judgments saved in "

@@ -38,7 +38,7 @@ class RunCurves:
 def read_records(path: Path) -> list[dict]:
     """Records of a metrics.jsonl with an integer ``step``; a torn last line is skipped."""
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_bytes().decode("utf-8", "replace").splitlines():
         try:
             rec = json.loads(line)
         except ValueError:
@@ -60,12 +60,17 @@ def run_label(run_dir: Path) -> str:
         config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
         name = config["loss"]["name"]
         hparams = config["loss"].get("hparams") or {}
-    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, RecursionError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return run_dir.resolve().name
+    if not isinstance(name, str) or not name or not isinstance(hparams, dict):
         return run_dir.resolve().name
     defaults = LOSSES[name].defaults if name in LOSSES else {}
-    changed = {k: float(v) for k, v in hparams.items()
-               if isinstance(v, (int, float)) and not math.isclose(float(v), defaults.get(k, math.nan))}
-    return MethodSpec(str(name), changed).label
+    changed = {}
+    for k, v in hparams.items():
+        value = float(v) if isinstance(v, float) or (isinstance(v, int) and abs(v) < 1e300) else math.nan
+        if math.isfinite(value) and not math.isclose(value, defaults.get(k, math.nan)):
+            changed[str(k)] = value
+    return MethodSpec(name, changed).label
 
 
 def _series(records: list[dict], key: str) -> Series:

@@ -61,11 +61,15 @@ def read_jsonl(source: str | Path, timeout: float = 60.0) -> list[tuple[str, dic
     if _is_url(source):
         try:
             with urllib.request.urlopen(source, timeout=timeout) as response:
-                text = response.read().decode("utf-8")
+                data = response.read()
         except OSError as err:
             raise OSError(f"could not download {source}: {err}") from None
     else:
-        text = Path(source).read_text(encoding="utf-8")
+        data = Path(source).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{source}: not UTF-8 text (byte {err.start})") from None
     out = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -75,6 +79,8 @@ def read_jsonl(source: str | Path, timeout: float = 60.0) -> list[tuple[str, dic
             record = json.loads(line)
         except json.JSONDecodeError as err:
             raise ValueError(f"{where}: invalid JSON ({err.msg})") from None
+        except (ValueError, RecursionError) as err:  # a 5000-digit number, deep nesting
+            raise ValueError(f"{where}: unreadable JSON ({type(err).__name__})") from None
         if not isinstance(record, dict):
             raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
         out.append((where, record))
@@ -116,12 +122,28 @@ def load_reference_answers(source: str | Path = REFERENCE_ANSWERS_URL) -> dict[i
     """``question_id -> reference turns`` from a FastChat model-answer file (path or URL)."""
     refs = {}
     for where, rec in read_jsonl(source):
-        try:
-            qid, turns = int(rec["question_id"]), rec["choices"][0]["turns"]
-        except (KeyError, IndexError, TypeError, ValueError):
-            raise ValueError(f"{where}: expected fields question_id and choices[0].turns") from None
-        refs[qid] = _strings(turns, where, "choices[0].turns")
+        qid, turns = _answer(rec, where)
+        refs[qid] = turns
     return refs
+
+
+def _answer(rec: dict, where: str) -> tuple[int, tuple[str, ...]]:
+    """(question id, turns) of a record in FastChat's model-answer format."""
+    try:
+        qid, turns = int(rec["question_id"]), rec["choices"][0]["turns"]
+    except (KeyError, IndexError, TypeError, ValueError, OverflowError):
+        raise ValueError(f"{where}: expected fields question_id and choices[0].turns") from None
+    return qid, _strings(turns, where, "choices[0].turns")
+
+
+# The template fields each built-in prompt is filled with (see judge_messages).
+_TEMPLATE_FIELDS = {
+    "single-v1": ("question", "answer"),
+    "single-math-v1": ("question", "answer", "ref_answer_1"),
+    "single-v1-multi-turn": ("question_1", "answer_1", "question_2", "answer_2"),
+    "single-math-v1-multi-turn": ("question_1", "answer_1", "question_2", "answer_2",
+                                  "ref_answer_1", "ref_answer_2"),
+}
 
 
 def load_judge_prompts(source: str | Path | None = None) -> dict[str, JudgePrompt]:
@@ -130,12 +152,19 @@ def load_judge_prompts(source: str | Path | None = None) -> dict[str, JudgePromp
         return dict(SINGLE_PROMPTS)
     prompts = {}
     for where, rec in read_jsonl(source):
+        fields = ("name", "system_prompt", "prompt_template", "output_format")
+        for key in fields:
+            if not isinstance(rec.get(key), str):
+                raise ValueError(f"{where}: field {key!r} must be a string")
+        prompt = JudgePrompt(*(rec[key] for key in fields))
         try:
-            prompts[rec["name"]] = JudgePrompt(
-                rec["name"], rec["system_prompt"], rec["prompt_template"], rec["output_format"]
-            )
-        except KeyError as err:
-            raise ValueError(f"{where}: missing field {err.args[0]!r}") from None
+            prompt.prompt_template.format(**dict.fromkeys(_TEMPLATE_FIELDS.get(prompt.name, ()), ""))
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError) as err:
+            if prompt.name in _TEMPLATE_FIELDS:
+                raise ValueError(f"{where}: prompt_template of {prompt.name!r} cannot be filled "
+                                 f"({type(err).__name__}: {err}); its fields are "
+                                 f"{', '.join(_TEMPLATE_FIELDS[prompt.name])}") from None
+        prompts[prompt.name] = prompt
     missing = sorted(set(SINGLE_PROMPTS) - set(prompts))
     if missing:
         raise ValueError(f"{source}: lacks judge prompt(s) {', '.join(missing)}")
@@ -167,6 +196,9 @@ def judge_messages(
     """
     name = prompt_name(question.category, turn)
     prompt = prompts[name]
+    if len(answer) < turn:
+        raise ValueError(f"question {question.question_id}: the answer has {len(answer)} "
+                         f"turn(s), so turn {turn} cannot be judged")
     fields = {}
     if question.category in NEED_REF_CATEGORIES:
         if reference is None:
@@ -204,9 +236,13 @@ class JsonlLog:
 
     def records(self) -> list[dict]:
         """Every record written so far, in order."""
+        return [r for _, r in self.entries()]
+
+    def entries(self) -> list[tuple[str, dict]]:
+        """``(file:line, record)`` for every record written so far, in order."""
         if not self.path.exists():
             return []
-        return [r for _, r in read_jsonl(self.path)]
+        return read_jsonl(self.path)
 
     def append(self, record: dict) -> None:
         """Write one record and flush it to disk before returning."""
@@ -214,6 +250,25 @@ class JsonlLog:
         with self._lock, self.path.open("a", encoding="utf-8") as f:
             f.write(line)
             f.flush()
+
+
+def read_answers(log: JsonlLog) -> dict[int, list[str]]:
+    """The answers saved in ``log`` by question id; ValueError naming the line of a bad one."""
+    return {qid: list(turns) for qid, turns in (_answer(r, where) for where, r in log.entries())}
+
+
+def read_judgments(log: JsonlLog) -> list[dict]:
+    """The judgments saved in ``log``; ValueError naming the line of a record that lacks an
+    integer question_id, a turn of 1 or 2, or a numeric score."""
+    out = []
+    for where, rec in log.entries():
+        qid, turn, score = rec.get("question_id"), rec.get("turn"), rec.get("score")
+        if (not isinstance(qid, int) or isinstance(qid, bool) or turn not in (1, 2)
+                or isinstance(score, bool) or not isinstance(score, (int, float))):
+            raise ValueError(f"{where}: not a judgment record (expected an integer question_id, "
+                             "turn 1 or 2 and a numeric score)")
+        out.append(rec)
+    return out
 
 
 def reference_for(question: Question, references: dict[int, Sequence[str]]) -> tuple[str, ...] | None:
@@ -237,7 +292,7 @@ def answer_questions(
     of ``chunk``: all first turns, then all second turns with the model's own first reply in
     the history; each finished question is appended to ``log`` in FastChat's answer format.
     """
-    answers = {int(r["question_id"]): list(r["choices"][0]["turns"]) for r in log.records()}
+    answers = read_answers(log)
     todo = [q for q in questions if q.question_id not in answers]
     for start in range(0, len(todo), chunk):
         batch = todo[start:start + chunk]
@@ -282,7 +337,7 @@ def judge_answers(
     With ``parallel > 1`` that many requests are in flight at once. The first error stops
     the run after in-flight requests finish; what was judged stays in ``log``.
     """
-    done = {(int(r["question_id"]), int(r["turn"])) for r in log.records()}
+    done = {(r["question_id"], r["turn"]) for r in read_judgments(log)}
     jobs = []
     for q in questions:
         for turn in range(1, min(len(q.turns), 2) + 1):
@@ -318,7 +373,7 @@ def judge_answers(
                 for fut in futures:
                     fut.cancel()
                 raise
-    return log.records()
+    return read_judgments(log)
 
 
 def _mean(values: Iterable[float]) -> float | None:
