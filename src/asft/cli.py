@@ -68,4 +68,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m asft.cli` (as torchrun launches it) runs this file as __main__, a second copy
+    # whose AsftError is not the class the commands raise: dispatch through the real module.
+    from asft.cli import main as _main
+
+    sys.exit(_main())
