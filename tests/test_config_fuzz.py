@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from asft.config import MAX_CONFIG_BYTES, Config, ConfigError, load_config, to_dict
 
+pytestmark = pytest.mark.fuzz
+
 FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 

@@ -20,6 +20,8 @@ from asft.data import DataError, LoadResult, load_pairs
 from asft.data.formats import ROLES
 from asft.data.tokenize import tokenize_pairs
 
+pytestmark = pytest.mark.fuzz
+
 FUZZ = settings(max_examples=150, deadline=3000, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 ROLE_VALUES = set(ROLES.values())

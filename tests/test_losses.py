@@ -340,6 +340,7 @@ def test_float32_inputs_match_reference(name):
 
 
 @pytest.mark.parametrize("name", ALL)
+@pytest.mark.edge
 def test_bf16_inputs_are_upcast(name):
     """bf16 statistics: computed in float32 (error ~1e-6, not bf16's ~1e-2), grads in bf16."""
     cw, cl, nw, nl, rw, rl = random_inputs(seed=11, n=64)
@@ -408,6 +409,7 @@ def test_reference_logps_are_constants():
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64, torch.bfloat16])
 @pytest.mark.parametrize("s", [0.0, -1e-9, -80.0])
+@pytest.mark.edge
 def test_log1mexp_edges_finite(s, dtype):
     x = torch.tensor(s, dtype=dtype, requires_grad=True)
     y = log1mexp(x)
@@ -443,6 +445,7 @@ EDGE_LOGPS = [0.0, -1e-40, -1e-30, -1e-12, -1e-9, -1e-3, -2.0, -1e4]
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, F64])
 @pytest.mark.parametrize("name", ALL)
+@pytest.mark.edge
 def test_every_loss_finite_at_edges(name, dtype):
     pairs = [(a, b) for a in EDGE_LOGPS for b in EDGE_LOGPS]
     cw = torch.tensor([a for a, _ in pairs], dtype=dtype, requires_grad=True)
@@ -458,6 +461,7 @@ def test_every_loss_finite_at_edges(name, dtype):
 
 
 @pytest.mark.parametrize("name", ALL)
+@pytest.mark.edge
 def test_empty_responses_are_flagged_not_scored(name):
     """Pair 0 is fine, pair 1 has an empty chosen response, pair 2 an empty rejected one."""
     cw, cl = t(-6.0, 0.0, -4.0).requires_grad_(), t(-9.0, -3.0, 0.0).requires_grad_()

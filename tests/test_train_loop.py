@@ -101,6 +101,7 @@ def test_lora_run_saves_a_merged_model_that_loads(tiny_train_overrides, tiny_mod
     assert changed and all(("q_proj" in k or "v_proj" in k) for k in changed)
 
 
+@pytest.mark.fault
 def test_non_finite_loss_stops_naming_the_step(monkeypatch, tiny_train_overrides):
     monkeypatch.setenv(faults.ENV, "train.loss@3=nan")
     faults.reset()

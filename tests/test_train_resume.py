@@ -25,6 +25,8 @@ from asft.cli import AsftError
 from asft.config import load_config
 from asft.train import StoppedBySignal, train
 
+pytestmark = pytest.mark.fault
+
 STEPS = 12
 # fp32 on the CPU; checkpoints every 2 steps; the metric window (3) and the probe period (5)
 # do not divide the checkpoint period, so resumed runs must restore half-filled windows.
