@@ -215,8 +215,8 @@ def _apply(folder: Path, how: str, name: str, arg) -> None:
 
 @settings(max_examples=150, deadline=5000, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(st.lists(damage, min_size=1, max_size=3))
-def test_damaged_checkpoint_is_skipped_with_a_reason(checkpoints, damages):
+@given(damages=st.lists(damage, min_size=1, max_size=3))
+def test_damaged_checkpoint_is_skipped_with_a_reason(checkpoints, damages, record_property):
     """Any damage to the newest checkpoint (files cut, flipped, deleted, replaced; a manifest
     of any shape) makes verify() give a reason, and resume falls back to the older one."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -236,11 +236,13 @@ def test_damaged_checkpoint_is_skipped_with_a_reason(checkpoints, damages):
         path, skipped = ckpt.resume_point(root.parent)
         assert path == root / "step-0000002"
         assert skipped == [f"step-0000004: {reason}"]
+        record_property("damaged_checkpoints", 1)
 
 
-@FUZZ
-@given(st.binary(max_size=200), st.sampled_from(["step-0000009", ".tmp-step-0000009", "step-x", "step-0000009.bak"]))
-def test_stray_entries_in_the_checkpoints_folder(checkpoints, data, name):
+@settings(FUZZ, max_examples=40)
+@given(data=st.binary(max_size=200),
+       name=st.sampled_from(["step-0000009", ".tmp-step-0000009", "step-x", "step-0000009.bak"]))
+def test_stray_entries_in_the_checkpoints_folder(checkpoints, data, name, record_property):
     """A file (not a folder) or garbage under a checkpoint-like name never wins over a
     complete checkpoint, and leftovers of killed writers are cleaned."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -250,6 +252,7 @@ def test_stray_entries_in_the_checkpoints_folder(checkpoints, data, name):
         path, skipped = ckpt.resume_point(root.parent)
         assert path == root / "step-0000004"
         assert all(s.startswith("step-0000009: ") for s in skipped)
+        record_property("damaged_checkpoints", 1)
 
 
 # ---------------------------------------------------------------------------------------------
