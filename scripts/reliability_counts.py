@@ -120,7 +120,7 @@ def summarize(tests: dict[str, dict]) -> dict:
         "faults": {
             "fired_inside_asft": dict(actions),
             **{k: int(props[k]) for k in EXTERNAL_FAULTS},
-            "sigkill_inside_checkpoint_write_by_chance": int(sum(
+            "external_sigkills_inside_checkpoint_write": int(sum(
                 v["properties"].get("external_sigkills_inside_checkpoint_write", 0) for v in marked.values())),
             "injected": int(injected),
             "survived": int(sum(survived.values()) + sum(props_survived.values())),
@@ -144,6 +144,8 @@ def markdown(summary: dict) -> str:
         ("SIGKILL at a fault point (each step of a checkpoint write, mid-step, after a step, "
          "final save)", fired.get("kill", 0)),
         ("SIGKILL from outside at a random moment", f["external_sigkills"]),
+        ("... of which landed inside a checkpoint write (mid-file or mid-fsync)",
+         f["external_sigkills_inside_checkpoint_write"]),
         ("Crash (exception) at a fault point", fired.get("error", 0)),
         ("SIGTERM (preemption notice)", fired.get("term", 0)),
         ("Full disk (ENOSPC) injected at a checkpoint write step", fired.get("enospc", 0)),

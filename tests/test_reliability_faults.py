@@ -199,10 +199,30 @@ def test_sigkill_chain_at_fault_points(chain, forked, reference, tmp_path, recor
 RANDOM_KILLS = 8
 
 
+def _new_tmp_folder(root: Path, since_ns: int) -> bool:
+    """Whether a checkpoint write that began after ``since_ns`` is under way in ``root`` (a
+    leftover of an earlier killed writer, cleaned at start-up, does not count)."""
+    try:
+        with os.scandir(root) as entries:
+            return any(e.name.startswith(".tmp-") and e.stat().st_ctime_ns >= since_ns for e in entries)
+    except FileNotFoundError:
+        return False
+
+
+def _kill_inside_a_checkpoint_write(forked, proc, root: Path, since_ns: int, delay: float) -> None:
+    """SIGKILL ``proc`` ``delay`` seconds after it starts writing a checkpoint."""
+    while proc.is_alive():
+        if _new_tmp_folder(root, since_ns):
+            forked.kill_after(proc, delay)
+            return
+        time.sleep(0.0005)
+
+
 def test_sigkill_at_random_moments(forked, reference, tmp_path, record_property):
-    """Kills from outside at seeded random delays after the child starts: during start-up,
-    forward/backward passes, checkpoint writes (fsync-heavy, so often hit) and the final save.
-    When a child finishes before its kill, its run is checked and a new one begins."""
+    """Kills from outside at seeded random moments: every other one at a random time after the
+    child starts (start-up, forward/backward passes, checkpoint writes, final save), the
+    others at a random time inside a checkpoint write (mid-file, mid-fsync: between the fault
+    points). When a child finishes before its kill, its run is checked and a new one begins."""
     rng = random.Random(6)
     # Calibrate: the wall time of a whole run in a child on this machine, now.
     start = time.monotonic()
@@ -218,8 +238,14 @@ def test_sigkill_at_random_moments(forked, reference, tmp_path, record_property)
     while kills < RANDOM_KILLS:
         log = tmp_path / f"child-{i}.log"
         i += 1
+        time.sleep(0.02)  # file times of this child's writes come after since_ns
+        since_ns = time.time_ns()
         proc = forked.start(_argv(out, resume=True), log)
-        forked.kill_after(proc, rng.uniform(0.02, 0.9) * whole)
+        if kills % 2:
+            _kill_inside_a_checkpoint_write(forked, proc, out / ckpt.DIRNAME, since_ns,
+                                            rng.uniform(0.0, 0.02))
+        else:
+            forked.kill_after(proc, rng.uniform(0.02, 0.9) * whole)
         code = forked.wait(proc, log)
         said = _resumed_from(log)
         if said is not None:
@@ -232,8 +258,7 @@ def test_sigkill_at_random_moments(forked, reference, tmp_path, record_property)
             continue
         assert code == -signal.SIGKILL, log.read_text()[-3000:]
         kills += 1
-        root = out / ckpt.DIRNAME
-        in_checkpoint_write += root.is_dir() and any(p.name.startswith(".tmp-") for p in root.iterdir())
+        in_checkpoint_write += _new_tmp_folder(out / ckpt.DIRNAME, since_ns)
         snap = _survivors_intact(out, snap)
         expected = _newest(snap)
     _finish(forked, out, tmp_path / "final.log", expected, reference)
