@@ -379,3 +379,57 @@ def test_train_command_lines(capsys, argv):
             assert err.startswith("asft train: error: ") and "Traceback" not in err
         assert not (Path(tmp) / "o").exists()
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Replies of the MT-Bench judge
+
+
+@pytest.fixture(scope="module")
+def judge_server():
+    """A local endpoint that answers with whatever (status, body) the test put in ``reply``."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    reply = {"status": 200, "body": b"{}"}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(reply["status"])
+            self.send_header("Content-Length", str(len(reply["body"])))
+            self.end_headers()
+            self.wfile.write(reply["body"])
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", reply
+    server.shutdown()
+    server.server_close()
+
+
+replies = (st.binary(max_size=200)
+           | json_values.map(lambda v: json.dumps(v).encode())
+           | json_values.map(lambda v: json.dumps({"choices": [{"message": {"content": v}}]}).encode())
+           | json_values.map(lambda v: json.dumps({"choices": v}).encode())
+           | st.just(b'{"choices": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"))
+
+
+@FUZZ
+@given(status=st.sampled_from([200, 200, 200, 400, 401, 429, 500, 503]), body=replies)
+def test_judge_replies(judge_server, status, body):
+    """Whatever the judge sends back: its text, or JudgeError; never another exception."""
+    from asft.evaluate.judge import JudgeClient, JudgeError
+
+    url, reply = judge_server
+    reply.update(status=status, body=body)
+    client = JudgeClient(url, "m", "ASFT_NO_SUCH_KEY_VAR", max_retries=0, timeout=10)
+    try:
+        text = client.complete("system", "user")
+    except JudgeError as err:
+        assert url in str(err)
+        return
+    assert status == 200 and isinstance(text, str)

@@ -114,8 +114,8 @@ class JudgeClient:
             except (urllib.error.URLError, http.client.HTTPException, TimeoutError,
                     ConnectionError) as err:
                 last = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
-            except (ValueError, KeyError, IndexError, TypeError) as err:
-                last = f"malformed reply ({type(err).__name__}: {err})"
+            except (ValueError, KeyError, IndexError, TypeError, RecursionError) as err:
+                last = f"malformed reply ({type(err).__name__}: {str(err)[:200]})"
         raise JudgeError(self._scrub(
             f"judge at {self.url} failed {self.max_retries + 1} times; last error: {last}"
         ))
