@@ -11,6 +11,7 @@ or the option; never another exception from inside a library, never a hang (dead
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -433,3 +434,44 @@ def test_judge_replies(judge_server, status, body):
         assert url in str(err)
         return
     assert status == 200 and isinstance(text, str)
+
+
+# ---------------------------------------------------------------------------------------------
+# What a rerun of asft compare reads back
+
+
+result_docs = (st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode())
+               | st.fixed_dictionaries({"label": json_scalars}, optional={
+                   "metrics": json_values | st.dictionaries(st.text(max_size=6), json_scalars, max_size=3),
+                   "train_s": json_scalars, "eval_s": json_scalars, "peak_memory_bytes": json_scalars,
+                   "run_dir": json_scalars, "error": json_scalars, "extra": json_scalars})
+               .map(lambda d: json.dumps(d).encode()))
+
+
+@dataclasses.dataclass
+class _CompareSettings:
+    output_dir: Path
+    seed: int = 0
+    rerun: bool = False
+
+
+@FUZZ
+@given(result_docs)
+def test_compare_result_and_settings_files(data):
+    """result.json of a finished job is reused only when it is a well-formed result (else the
+    job runs again); an unreadable settings.json stops the rerun with a message naming it."""
+    from asft.cli import AsftError
+    from asft.commands.compare import _check_same_settings
+    from asft.evaluate.compare import read_result
+    from asft.evaluate.report import render_report
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "result.json"
+        path.write_bytes(data)
+        result = read_result(path)
+        if result is not None:
+            assert "| " + result.label in render_report([result], "t", {})
+        try:
+            _check_same_settings(_CompareSettings(Path(tmp)), path)
+        except AsftError as err:
+            assert str(Path(tmp)) in str(err)

@@ -84,7 +84,13 @@ def _check_same_settings(settings, path: Path) -> None:
                if k not in ("methods", "output_dir", "isolate", "rerun")}
     current = json.loads(json.dumps(current, default=str))
     if path.is_file() and not settings.rerun:
-        previous = json.loads(path.read_text())
+        try:
+            previous = json.loads(path.read_text())
+        except (OSError, ValueError, RecursionError):
+            raise AsftError(f"{path} is unreadable, so the settings of the comparison in "
+                            f"{settings.output_dir} are unknown; pass --rerun or use another --output") from None
+        if not isinstance(previous, dict):
+            previous = {}
         if previous != current:
             changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
             raise AsftError(f"{settings.output_dir} holds a comparison with other settings "

@@ -20,6 +20,7 @@ Output folder::
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import platform
 import resource
@@ -179,6 +180,25 @@ def _run_isolated(settings: CompareSettings, method: MethodSpec | None, result_p
     return MethodResult(**json.loads(tmp.read_text()))
 
 
+def read_result(path: Path) -> MethodResult | None:
+    """The result saved in ``path``; None when it is unreadable or not a result of the right
+    shape (a write cut short by a kill, a hand edit), so that its job is run again."""
+    try:
+        result = MethodResult(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError, RecursionError):
+        return None
+
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    ok = (isinstance(result.label, str) and isinstance(result.metrics, dict)
+          and all(isinstance(k, str) and (v is None or number(v)) for k, v in result.metrics.items())
+          and number(result.train_s) and number(result.eval_s)
+          and (result.peak_memory_bytes is None or number(result.peak_memory_bytes))
+          and isinstance(result.run_dir, str) and isinstance(result.error, str))
+    return result if ok else None
+
+
 def run_compare(settings: CompareSettings, log=print) -> list[MethodResult]:
     """Run (or resume) every job and return the results, base model first.
 
@@ -191,10 +211,13 @@ def run_compare(settings: CompareSettings, log=print) -> list[MethodResult]:
         label = method.label if method is not None else "base"
         run_dir = settings.output_dir / "runs" / (method.slug if method is not None else "base")
         path = run_dir / RESULT_FILE
-        if path.is_file() and not settings.rerun:
+        previous = read_result(path) if path.is_file() and not settings.rerun else None
+        if previous is not None:
             log(f"[{label}] done before; reusing {path}")
-            results.append(MethodResult(**json.loads(path.read_text())))
+            results.append(previous)
             continue
+        if path.is_file() and not settings.rerun:
+            log(f"[{label}] {path} is unreadable (an interrupted write?); running the job again")
         log(f"[{label}] {'evaluating the base model' if method is None else 'training'}")
         run_dir.mkdir(parents=True, exist_ok=True)
         if settings.isolate:
