@@ -70,6 +70,14 @@ class ForkedTrainer:
         proc = self.start(argv, log, **env)
         return self.wait(proc, log, timeout)
 
+    def close(self) -> None:
+        """Stop the server (it holds torch and transformers in memory) if this Python can."""
+        from multiprocessing import forkserver
+
+        stop = getattr(forkserver._forkserver, "_stop", None)
+        if stop is not None:
+            stop()
+
     @staticmethod
     def wait(proc: mp.process.BaseProcess, log: Path, timeout: float = 180.0) -> int:
         proc.join(timeout)

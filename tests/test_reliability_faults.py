@@ -71,7 +71,8 @@ def forked(tmp_path_factory):
 
     trainer = ForkedTrainer()
     trainer.warm(tmp_path_factory.mktemp("forkserver") / "warm.log")
-    return trainer
+    yield trainer
+    trainer.close()
 
 
 # ---------------------------------------------------------------------------------------------
