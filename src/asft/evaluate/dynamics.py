@@ -9,7 +9,6 @@ resolved ``config.yaml``. The trainer scores a fixed probe set of held-out pairs
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,19 +32,6 @@ class RunCurves:
     label: str
     source: str
     series: dict[str, Series]
-
-
-def read_records(path: Path) -> list[dict]:
-    """Records of a metrics.jsonl with an integer ``step``; a torn last line is skipped."""
-    records = []
-    for line in path.read_bytes().decode("utf-8", "replace").splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict) and isinstance(rec.get("step"), int):
-            records.append(rec)
-    return records
 
 
 def run_label(run_dir: Path) -> str:
@@ -89,7 +75,9 @@ def load_run(run_dir: str | Path) -> RunCurves:
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         raise ValueError(f"{run_dir}: no metrics.jsonl (is this a training output folder?)")
-    records = read_records(path)
+    from asft.tracking import read_metrics
+
+    records = read_metrics(path)
     for source, keys in (("probe", PROBE_KEYS), ("train", TRAIN_KEYS)):
         chosen, rejected = (_series(records, k) for k in keys)
         if chosen[0] and rejected[0]:
