@@ -2,7 +2,7 @@
 
 The step is what ``asft train`` does per optimizer step (src/asft/train.py), built from the
 same parts: :func:`asft.data.collate.collate`, :class:`asft.logprobs.PreferenceScorer`,
-:func:`asft.losses.compute` and asft's own AdamW (:func:`asft.train.build_optimizer`), with
+:func:`asft.losses.compute` and asft's own AdamW (:func:`asft.optim.build_optimizer`), with
 TRL's learning rate (1e-6), no weight decay and the gradient norm clipped at 1.0 like TRL.
 Each optimization is a switch (layout, pack, head), so the ablation runs the same code with
 one switch off.
@@ -57,7 +57,7 @@ class AsftStep:
         from asft.config import Config, OptimConfig
         from asft.logprobs import PreferenceScorer
         from asft.losses import LOSSES
-        from asft.train import build_optimizer
+        from asft.optim import build_optimizer
 
         self.job = job
         self.model = model

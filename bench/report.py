@@ -17,6 +17,9 @@ from flops import ModelShape, pair_flops
 
 TARGETS = {"orpo_speed": 2.0, "orpo_memory": 0.6, "dpo_speed": 3.0}
 MAIN = "asft ASFT"  # label of asft with every optimization on, gradient checkpointing as TRL
+# A job kept fewer than this share of its threads busy (CPU/wall over threads): another process
+# held its cores, and its times say more about the machine than about the system.
+CONTENDED = 0.75
 GIB = 1024 ** 3
 
 
@@ -98,6 +101,7 @@ def summarize(result: dict, workload: dict, peaks: dict[str, float]) -> dict:
         "s_min": min(seconds),
         "s_max": max(seconds),
         "cpu_s_per_step": sum(log["cpu_seconds"][warm:]) / len(seconds),
+        "contended": sum(log["cpu_seconds"][warm:]) / elapsed < CONTENDED * result["threads"],
         "pairs_per_s": pairs / elapsed,
         "tokens_per_s": tokens / elapsed,
         "positions_per_step": sum(log["positions"][warm:]) / len(seconds),
@@ -234,11 +238,15 @@ def _settings(meta: dict, workloads: dict[str, dict]) -> list[str]:
         "(its default) in bf16 and `bf16=False` in fp32.",
         "- Optimizer: AdamW, lr 1e-6, weight decay 0, gradient norm clipped at 1.0 for "
         "everyone. TRL builds it through transformers' Trainer (`adamw_torch_fused`); asft "
-        "uses its own `asft.train.build_optimizer` (torch's AdamW, default implementation), "
+        "uses its own `asft.optim.build_optimizer` (fused AdamW where torch has the kernel), "
         "so the `optimizer` phase below is what `asft train` pays.",
-        "- `CPU s/step`: CPU time of the measuring process (all its threads) per step; with "
-        "2 threads on an idle machine it is about twice the wall time, and it is less "
-        "disturbed than wall time when other processes compete for the cores.",
+        "- `CPU s/step`: CPU time of the measuring process (all its threads) per step, and "
+        "`CPU/wall` its ratio to wall time. With 2 threads on cores of its own a step keeps "
+        "both busy (CPU/wall near 2). Near 1, another process held a core: the two OpenMP "
+        "threads then rarely run at the same moment, each parallel region waits at its "
+        "barrier for the descheduled partner (spinning, which is why CPU time grows too), "
+        "and the step runs several times slower than the same work on a quiet machine. "
+        "Read such rows as contended, not as the system's speed.",
         "- Gradient checkpointing: on for TRL (its default) and for the rows marked `on`; "
         "the target ratios use asft with it on, like TRL.",
         "- TRL runs its own `trainer.train()` (tokenization, collation, loss, backward, "
@@ -268,11 +276,16 @@ def _targets_section(groups: dict[tuple[str, str], list[dict]]) -> list[str]:
          "pairs/s, in both dtypes. Gradient checkpointing on for both sides. The `CPU-time` "
          "columns give the same speed ratios from CPU seconds per step (a cross-check when "
          "other processes load the machine); the `no-GC` columns show asft without gradient "
-         "checkpointing (TRL kept at its default).", ""]
+         "checkpointing (TRL kept at its default). `uncontended` says whether the three rows "
+         "the verdict rests on kept their threads busy (CPU/wall at least "
+         f"{CONTENDED:g} x threads); where it says no, another process shared the cores "
+         "during those rows and the verdict is not a measurement of the systems.", ""]
     rows = []
     for (model, dtype), group in groups.items():
         r = ratios(group)
-        rows.append([model, dtype,
+        noisy = [g["label"] for g in group
+                 if g["label"] in (MAIN, "TRL ORPO", "TRL DPO") and g.get("contended")]
+        rows.append([model, dtype, "no: " + ", ".join(noisy) if noisy else "yes",
                      f"{_f(r.get('orpo_speed'))}x ({met('orpo_speed', r.get('orpo_speed'))})",
                      f"{_f(r.get('orpo_memory'))}x ({met('orpo_memory', r.get('orpo_memory'))})",
                      f"{_f(r.get('dpo_speed'))}x ({met('dpo_speed', r.get('dpo_speed'))})",
@@ -280,7 +293,7 @@ def _targets_section(groups: dict[tuple[str, str], list[dict]]) -> list[str]:
                      _f(r.get("orpo_speed_no_gc")), _f(r.get("orpo_memory_no_gc")),
                      _f(r.get("dpo_speed_no_gc")),
                      _f(r.get("dpo_vs_dpo_speed"))])
-    L += _table(["model", "dtype", "pairs/s vs ORPO (>= 2)", "peak RSS vs ORPO (<= 0.6)",
+    L += _table(["model", "dtype", "uncontended", "pairs/s vs ORPO (>= 2)", "peak RSS vs ORPO (<= 0.6)",
                  "pairs/s vs DPO (>= 3)", "CPU-time vs ORPO", "CPU-time vs DPO",
                  "no-GC vs ORPO speed", "no-GC vs ORPO mem",
                  "no-GC vs DPO speed", "asft DPO vs TRL DPO speed"], rows)
@@ -290,19 +303,24 @@ def _targets_section(groups: dict[tuple[str, str], list[dict]]) -> list[str]:
 def _group_section(model: str, dtype: str, rows: list[dict], workload: dict | None,
                    peak: float | None, profile: dict | None) -> list[str]:
     L = [f"## {model}, {dtype}", ""]
+    noisy = [r["label"] for r in rows if r.get("contended")]
+    if noisy:
+        L += [f"**Contended rows** (CPU/wall below {CONTENDED:g} x threads: another process "
+              f"shared the cores, so their times are inflated, by up to several times): "
+              f"{', '.join(noisy)}. Compare rows of this group with that in mind.", ""]
     table = []
     for r in rows:
         if "error" in r:
             table.append([r["label"], "on" if r["grad_ckpt"] else "off", "failed: " + r["error"],
-                          "", "", "", "", "", ""])
+                          "", "", "", "", "", "", ""])
             continue
         table.append([r["label"], "on" if r["grad_ckpt"] else "off",
                       f"{r['s_per_step']:.2f} ({r['s_min']:.2f}-{r['s_max']:.2f})",
-                      _f(r["cpu_s_per_step"]),
+                      _f(r["cpu_s_per_step"]), _f(r["cpu_s_per_step"] / r["s_per_step"], 1),
                       _f(r["pairs_per_s"], 3), _f(r["tokens_per_s"], 0),
                       _f(r["positions_per_step"], 0), _gb(r["peak_rss_bytes"]),
                       _f(None if r["mfu"] is None else 100 * r["mfu"], 1)])
-    L += _table(["system", "grad ckpt", "s/step (min-max)", "CPU s/step", "pairs/s", "tokens/s",
+    L += _table(["system", "grad ckpt", "s/step (min-max)", "CPU s/step", "CPU/wall", "pairs/s", "tokens/s",
                  "positions/step", "peak RSS GiB", "MFU %"], table)
     ok = {r["label"]: r for r in rows if "error" not in r}
     main = ok.get(MAIN)

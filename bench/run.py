@@ -174,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     load_start = os.getloadavg()[0]
+    code_versions = versions()  # before the jobs: the code they run
     t0 = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix="asft-bench-"))
     workload_paths, workload_info = {}, {}
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python bench/run.py" + "".join(" " + shlex.quote(a) for a in (argv or sys.argv[1:])),
         "mode": mode, "inline": args.inline, "started": started, "wall_s": time.perf_counter() - t0,
         "load_start": load_start, "load_end": os.getloadavg()[0],
-        "machine": machine_info(), "versions": versions(),
+        "machine": machine_info(), "versions": code_versions,
         "settings": {"threads": args.threads, "batch_size": args.batch_size,
                      "max_length": args.max_length, "seed": args.seed, "dtypes": dtypes,
                      "steps": steps, "trl": not args.no_trl,
