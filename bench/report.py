@@ -167,13 +167,20 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def write_results(path: Path, meta: dict, summaries: list[dict], workloads: dict[str, dict],
-                  peaks: dict[str, float], profiles: dict[str, dict], tokenize: dict | None) -> None:
-    """Write RESULTS.md from the run's metadata and summaries."""
+                  peaks: dict[str, float], profiles: dict[str, dict], tokenize: dict | None,
+                  supplements: list[dict] | None = None) -> None:
+    """Write RESULTS.md from the run's metadata and summaries.
+
+    ``supplements``: other runs kept in sub-folders (``{"folder", "meta", "summaries"}``),
+    whose target tables are appended in a section of their own.
+    """
     m, v = meta["machine"], meta["versions"]
     L: list[str] = ["# asft benchmark: ASFT step vs TRL ORPO and DPO", ""]
     L += [f"All figures below come from one run of `{meta['command']}` "
           f"({meta['mode']} mode), started {meta['started']}, {meta['wall_s'] / 60:.1f} min "
-          "of wall time; this file and `bench/results/*.json` were written by that run.", ""]
+          f"of wall time; this file and `{path.parent.name}/results/*.json` were written by "
+          "that run" + (" (except the section *Supplementary runs*, whose figures come from "
+                        "the separate runs it names)" if supplements else "") + ".", ""]
     if meta.get("inline"):
         L += ["**Inline mode**: all jobs ran in one process, so the peak-memory figures are not "
               "per system and mean nothing here.", ""]
@@ -197,6 +204,19 @@ def write_results(path: Path, meta: dict, summaries: list[dict], workloads: dict
     for s in summaries:
         groups.setdefault((s["model"], s["dtype"]), []).append(s)
     L += _targets_section(groups)
+    if supplements:
+        L += ["## Supplementary runs", ""]
+    for sup in supplements or []:
+        sm = sup["meta"]
+        sub: dict[tuple[str, str], list[dict]] = {}
+        for row in sup["summaries"]:
+            sub.setdefault((row["model"], row["dtype"]), []).append(row)
+        lo, hi = sm.get("load_range") or (sm["load_start"], sm["load_end"])
+        L += [f"`{sm['command']}`, started {sm['started']}, {sm['wall_s'] / 60:.1f} min, "
+              f"1-minute load average {lo:.2f}-{hi:.2f} before its jobs, asft commit "
+              f"{sm['versions']['asft']}; every table and raw number of that run is in "
+              f"`{sup['folder']}/RESULTS.md` and `{sup['folder']}/results/`. Its targets:", ""]
+        L += _targets_section(sub)[4:]
     for (model, dtype), rows in groups.items():
         L += _group_section(model, dtype, rows, workloads.get(model), peaks.get(dtype),
                             profiles.get(f"{model}-{dtype}"))
@@ -381,20 +401,26 @@ def _reading(ok: dict[str, dict], main: dict) -> list[str]:
     for peer in ("TRL ORPO", "TRL DPO"):
         if peer in ok:
             r = ok[peer]
-            L.append(f"- {peer} computes {r['positions_per_step']:.0f} positions per step "
+            L.append(f"- {_caveat(main, r)}{peer} computes {r['positions_per_step']:.0f} positions per step "
                      f"({r['positions_per_step'] / main['positions_per_step']:.1f}x asft's), "
                      f"each prompt twice, with full-vocabulary logits at every position"
                      f"{' plus a reference forward' if peer == 'TRL DPO' else ''}; it "
                      f"takes {r['s_per_step'] / total:.2f}x asft's time per step.")
     no_gc = ok.get(MAIN + ", no grad ckpt")
     if no_gc:
-        L.append(f"- Gradient checkpointing costs asft {total - no_gc['s_per_step']:.2f} s per "
+        L.append(f"- {_caveat(main, no_gc)}Gradient checkpointing costs asft {total - no_gc['s_per_step']:.2f} s per "
                  f"step ({100 * (total / no_gc['s_per_step'] - 1):.0f}%: the decoder forward "
                  f"runs again in the backward) and saves "
                  f"{(no_gc['peak_rss_bytes'] - main['peak_rss_bytes']) / GIB:.2f} GiB of peak RSS.")
     off = ok.get(MAIN + ", all off")
     if off:
-        L.append(f"- With all three optimizations off, asft takes {off['s_per_step'] / total:.2f}x "
+        L.append(f"- {_caveat(main, off)}With all three optimizations off, asft takes {off['s_per_step'] / total:.2f}x "
                  f"as long and {off['peak_rss_bytes'] / main['peak_rss_bytes']:.2f}x the "
                  f"peak RSS.")
     return [*L, ""]
+
+
+def _caveat(*rows: dict) -> str:
+    """A marker for a statement that compares rows of which one ran contended."""
+    noisy = [r["label"] for r in rows if r.get("contended")]
+    return f"(contended: {', '.join(noisy)}) " if noisy else ""

@@ -237,7 +237,11 @@ def render(out: Path) -> None:
     tokenize = json.loads(tokenize_path.read_text()) if tokenize_path.is_file() else None
     (results_dir / "summary.json").write_text(json.dumps(
         {"meta": meta, "peaks": peaks, "summaries": summaries}, indent=1))
-    write_results(out / "RESULTS.md", meta, summaries, workload_info, peaks, profiles, tokenize)
+    # Runs kept in sub-folders (e.g. a re-measurement of one model) are summarized too.
+    supplements = [{"folder": p.parents[1].relative_to(out).as_posix(), **json.loads(p.read_text())}
+                   for p in sorted(out.glob("*/results/summary.json"))]
+    write_results(out / "RESULTS.md", meta, summaries, workload_info, peaks, profiles, tokenize,
+                  supplements)
     print(f"wrote {out / 'RESULTS.md'} and {results_dir}/")
 
 

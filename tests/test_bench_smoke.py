@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -101,6 +102,11 @@ def test_tiny_run_without_trl(tmp_path, data):
     (out / "RESULTS.md").unlink()
     assert run.main(["--report-only", "--out", str(out)]) == 0
     assert (out / "RESULTS.md").read_text() == text
+    # A run kept in a sub-folder shows up as a supplementary run with its targets table.
+    shutil.copytree(out / "results", out / "again" / "results")
+    assert run.main(["--report-only", "--out", str(out)]) == 0
+    text = (out / "RESULTS.md").read_text()
+    assert "## Supplementary runs" in text and "`again/RESULTS.md`" in text
     origins = json.loads((out / "results" / "workload-tiny-llama.json").read_text())["origins"]
     assert len(origins) == 2 and all(len(b) == 2 for b in origins)
     assert len({o for b in origins for o in b}) == 4  # distinct pairs
