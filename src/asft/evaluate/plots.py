@@ -50,12 +50,7 @@ def plot_gradients(rows: Sequence[GradientRow], path: str | Path, fixed: float) 
         axes[1].set_yscale("symlog", linthresh=1e-2)
     axes[0].legend(fontsize=8)
     fig.suptitle("Loss gradients w.r.t. sequence log-likelihood (autograd)", fontsize=11)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_dynamics(runs: Sequence[tuple[str, dict[str, tuple[list[int], list[float]]]]],
@@ -90,6 +85,13 @@ def plot_dynamics(runs: Sequence[tuple[str, dict[str, tuple[list[int], list[floa
     axes[2].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=11)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    """Lay out ``fig``, write it as PNG to ``path`` (creating folders), close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
