@@ -152,3 +152,35 @@ def test_wandb_run_is_logged_and_resumed_with_the_same_id(monkeypatch, tiny_trai
                              "checkpoint.every=2", "training.max_steps=4"])
     train(cfg, resume=True)
     assert runs[1].kwargs["id"] == "run-1" and runs[1].logged == [3, 4]
+
+
+def test_packing_and_layout_change_speed_not_the_training(tiny_train_overrides, tmp_path, monkeypatch):
+    """The four batch layouts (shared or plain, packed or not) train to the same weights: packing
+    and prompt sharing only change which positions are computed, never the loss."""
+    import asft.data.collate as collate_mod
+
+    real, rows = collate_mod.collate, {}
+
+    def counting(examples, pad_id, layout="shared", pack=False, **kw):
+        batch = real(examples, pad_id, layout, pack=pack, **kw)
+        rows.setdefault((layout, pack), []).append(batch["input_ids"].shape[0])
+        return batch
+
+    monkeypatch.setattr(collate_mod, "collate", counting)
+    finals, losses = {}, {}
+    for layout in ("shared", "plain"):
+        for pack in ("true", "false"):
+            cfg = load_config(None, [*tiny_train_overrides, f"data.layout={layout}", f"data.pack={pack}",
+                                     "training.batch_size=4", "data.probe_size=0", "optim.lr=1e-3",
+                                     f"output_dir={tmp_path / f'{layout}-{pack}'}"])
+            result = train(cfg)
+            finals[layout, pack] = _weights(result.model_dir)
+            losses[layout, pack] = [r["loss"] for r in _records(result.output_dir) if "loss" in r]
+    # packing really merged pairs (4 pairs per batch: 4 rows shared, 8 plain when not packed)
+    assert max(rows["shared", False]) == 4 and max(rows["plain", False]) == 8
+    assert min(rows["shared", True]) < 4 and min(rows["plain", True]) < 8
+    base = finals["plain", "false"]
+    for key, weights in finals.items():
+        assert losses[key] == pytest.approx(losses["plain", "false"], rel=1e-5, abs=1e-6), key
+        worst = max((weights[k] - base[k]).abs().max().item() for k in base)
+        assert worst < 1e-5, f"{key}: weights differ by {worst:.2e}"

@@ -115,10 +115,10 @@ class CachedReference:
 
 
 def fingerprint(cfg: Config, examples: Sequence[Any]) -> str:
-    """Identifies what a cache was computed from: reference model, dtype, layout, token ids."""
+    """Identifies what a cache was computed from: reference model, dtype, layout, packing, token ids."""
     h = hashlib.sha256()
     head = {"model": cfg.reference.model or cfg.model.name, "dtype": cfg.model.dtype,
-            "layout": cfg.data.layout, "n": len(examples)}
+            "layout": cfg.data.layout, "pack": cfg.data.pack, "n": len(examples)}
     h.update(json.dumps(head, sort_keys=True).encode())
     for ex in examples:
         for ids in (ex.prompt_ids, ex.chosen_ids, ex.rejected_ids):

@@ -270,14 +270,15 @@ def train(config: Config, *, resume: bool = False, overwrite: bool = False,
               else math.ceil(cfg.optim.warmup_ratio * total))
 
     model = _explain_load("model", cfg, lambda: build_model(cfg, log))
-    layout = cfg.data.layout
-    if layout == "shared" and not shared_layout_supported(model):
-        log("data: this model ignores the shared-prompt attention mask; using the 'plain' layout")
-        layout = "plain"
+    layout, pack = cfg.data.layout, cfg.data.pack
+    # Both the shared layout and packing rest on the 4D mask; check the model honours it once.
+    if (layout == "shared" or pack) and not shared_layout_supported(model):
+        log("data: this model ignores the 4D attention mask; using the 'plain' layout without packing")
+        layout, pack = "plain", False
     pad_id = tokenizer.pad_token_id
 
     def make_batch(examples: Sequence[Any]) -> dict:
-        return move_batch(collate(list(examples), pad_id, layout), accelerator.device)
+        return move_batch(collate(list(examples), pad_id, layout, pack=pack), accelerator.device)
 
     scorer = PreferenceScorer(model)
     scorer.train()
