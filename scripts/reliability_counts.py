@@ -148,7 +148,7 @@ def markdown(summary: dict) -> str:
          f["external_sigkills_inside_checkpoint_write"]),
         ("Crash (exception) at a fault point", fired.get("error", 0)),
         ("SIGTERM (preemption notice)", fired.get("term", 0)),
-        ("Full disk (ENOSPC) injected at a checkpoint write step", fired.get("enospc", 0)),
+        ("Full disk (ENOSPC) injected at a checkpoint write step or a metrics write", fired.get("enospc", 0)),
         ("Full disk, real (a small tmpfs fills up)", f["real_enospc"]),
         ("NaN loss", fired.get("nan", 0)),
         ("Damaged or partial checkpoint folder", f["damaged_checkpoints"]),

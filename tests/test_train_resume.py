@@ -173,6 +173,24 @@ def test_full_disk_during_checkpoint_keeps_earlier_ones(tmp_path, monkeypatch, u
     _assert_same_run(out, uninterrupted)
 
 
+def test_full_disk_while_logging_metrics_names_the_file_and_resumes(tmp_path, monkeypatch, uninterrupted):
+    """ENOSPC on the 5th metrics record (step 9: records are written at steps 0, 3, 5, 6, 9, ...):
+    a one-line error naming metrics.jsonl and the checkpoint to resume from, then an exact resume."""
+    out = tmp_path / "run"
+    faults.reset()
+    monkeypatch.setenv(faults.ENV, "metrics.write@5=enospc")
+    with pytest.raises(AsftError) as info:
+        train(_cfg(out))
+    message = str(info.value)
+    assert "metrics.jsonl" in message and "No space left on device" in message, message
+    assert "step-0000008" in message and "--resume" in message, message
+    assert sorted(_assert_complete_checkpoints_intact(out)) == ["step-0000006", "step-0000008"]
+    faults.reset()
+    monkeypatch.delenv(faults.ENV)
+    train(_cfg(out), resume=True)
+    _assert_same_run(out, uninterrupted)
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     """A finished run keeping its last 3 checkpoints (steps 8, 10, 12)."""

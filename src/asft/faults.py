@@ -46,6 +46,7 @@ POINTS: dict[str, str] = {
     "checkpoint.before_rename": "checkpoint write: marker written, folder not yet renamed into place",
     "checkpoint.after_rename": "checkpoint write: renamed into place, older ones not yet pruned",
     "checkpoint.prune": "deleting an old checkpoint: renamed to trash, not yet deleted",
+    "metrics.write": "appending a record to metrics.jsonl (use with enospc)",
     "final.before_rename": "final model written to a temporary folder, not yet renamed into place",
 }
 

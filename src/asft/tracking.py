@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from asft import faults
+from asft.cli import AsftError
 from asft.config import LoggingConfig
 
 METRICS_FILE = "metrics.jsonl"
@@ -57,6 +60,10 @@ def truncate_metrics(path: Path, last_step: int) -> None:
 def _clean(value: float) -> float | None:
     """JSON has no NaN or inf: write them as null (the loop stops on a non-finite loss anyway)."""
     return value if math.isfinite(value) else None
+
+
+class MetricsWriteError(AsftError):
+    """metrics.jsonl could not be written (a full disk, a vanished folder)."""
 
 
 class Tracker:
@@ -131,8 +138,15 @@ class Tracker:
         if not self.enabled:
             return
         record = {"step": step, **{k: _clean(float(v)) for k, v in metrics.items()}}
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        try:
+            faults.hit("metrics.write")
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+        except OSError as err:
+            # A torn last line is harmless: read_metrics skips it and resume truncates to the
+            # checkpoint's step. The caller adds which checkpoint to resume from.
+            raise MetricsWriteError(f"could not append step {step} to {self.path}: "
+                                    f"{err.strerror or err}") from None
         if self._tb is not None:
             for key, value in metrics.items():
                 if math.isfinite(value):
@@ -143,8 +157,11 @@ class Tracker:
     def sync(self) -> None:
         """Push metrics to disk (called before each checkpoint, so they agree after a crash)."""
         if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            try:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            except OSError as err:
+                raise MetricsWriteError(f"could not write {self.path}: {err.strerror or err}") from None
         if self._tb is not None:
             self._tb.flush()
 
@@ -163,7 +180,9 @@ class Tracker:
             self._progress.stop()
             self._progress = None
         if self._file is not None:
-            self._file.close()
+            # After a failed write, closing retries the same flush; that error was already raised.
+            with suppress(OSError):
+                self._file.close()
             self._file = None
         if self._tb is not None:
             self._tb.close()

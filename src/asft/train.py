@@ -38,7 +38,7 @@ from asft.optim import build_optimizer, lr_lambda
 from asft.policy import build_model, load_trainable, save_final_model, trainable_names
 from asft.rundir import DATA_REPORT, SUMMARY_FILE, default_output_dir
 from asft.sampling import DataOrder, balanced_shard
-from asft.tracking import Window
+from asft.tracking import MetricsWriteError, Window
 
 
 class NonFiniteLossError(AsftError):
@@ -393,10 +393,10 @@ def train(config: Config, *, resume: bool = False, overwrite: bool = False,
         try:
             model_dir = save_final_model(accelerator, scorer, tokenizer, cfg, out)
         except OSError as err:
-            keep = (f"the last checkpoint, {last_ckpt}, is intact: free space and pass --resume"
-                    if last_ckpt else "no checkpoint was kept (checkpoint.every: 0)")
             raise AsftError(f"could not save the final model in {out / 'model'}: "
-                            f"{err.strerror or err}; {keep}") from None
+                            f"{err.strerror or err}; {_resume_hint(last_ckpt)}") from None
+    except MetricsWriteError as err:
+        raise AsftError(f"{err}; {_resume_hint(last_ckpt)}") from None
     finally:
         stop_signal.restore()
         tracker.close()
@@ -451,6 +451,13 @@ def _any(accelerator: Any, flag: torch.Tensor, stop: bool) -> tuple[bool, bool]:
         value = accelerator.reduce(value, "sum")
     nonfinite, stopped = value.tolist()
     return nonfinite > 0, stopped > 0
+
+
+def _resume_hint(last_ckpt: Path | None) -> str:
+    """What survives a failed write, and how to go on."""
+    if last_ckpt:
+        return f"the last checkpoint, {last_ckpt}, is intact: free space and pass --resume"
+    return "no checkpoint was kept (checkpoint.every: 0)"
 
 
 class StoppedBySignal(AsftError):
