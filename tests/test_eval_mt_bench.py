@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from asft.cli import main
 from asft.evaluate import mt_bench as mb
 from asft.evaluate.judge import JudgeClient, JudgeError
+from fake_judge import JudgeServer, chat_reply
 
 SECRET = "sk-test-DO-NOT-LEAK-1234567890"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "mt_bench"
@@ -32,7 +32,7 @@ REFERENCES = [
 ]
 
 
-class Judge:
+class Judge(JudgeServer):
     """A fake OpenAI-compatible judge. Ratings: 8 for a first turn, 6 for a second turn, and
     ``[3]`` (FastChat's backup format) whenever a reference answer is shown.
 
@@ -46,46 +46,23 @@ class Judge:
         self.failures = 0
         self.auth: set[str | None] = set()
         self.lock = threading.Lock()
-        judge = self
+        super().__init__(self._respond)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with judge.lock:
-                    judge.auth.add(self.headers.get("Authorization"))
-                    if judge.failures < judge.fail_first:
-                        judge.failures += 1
-                        return self._reply(503, {"error": "overloaded"})
-                    if judge.abort_after is not None and len(judge.served) >= judge.abort_after:
-                        return self._reply(400, {"error": "stop"})
-                    judge.served.append(body)
-                system, user = body["messages"][0]["content"], body["messages"][1]["content"]
-                if "Reference" in user:
-                    text = "Close to the reference. Rating: [3]"
-                elif "second user question" in system:
-                    text = "Fine follow-up. Rating: [[6]]"
-                else:
-                    text = "Good answer. Rating: [[8]]"
-                self._reply(200, {"choices": [{"message": {"role": "assistant", "content": text}}]})
-
-            def _reply(self, code, payload):
-                data = json.dumps(payload).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+    def _respond(self, headers, body):
+        with self.lock:
+            self.auth.add(headers.get("Authorization"))
+            if self.failures < self.fail_first:
+                self.failures += 1
+                return 503, {"error": "overloaded"}
+            if self.abort_after is not None and len(self.served) >= self.abort_after:
+                return 400, {"error": "stop"}
+            self.served.append(body)
+        system, user = body["messages"][0]["content"], body["messages"][1]["content"]
+        if "Reference" in user:
+            return 200, chat_reply("Close to the reference. Rating: [3]")
+        if "second user question" in system:
+            return 200, chat_reply("Fine follow-up. Rating: [[6]]")
+        return 200, chat_reply("Good answer. Rating: [[8]]")
 
 
 @pytest.fixture

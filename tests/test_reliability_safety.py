@@ -10,8 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ from safetensors import safe_open
 
 from asft.config import Config, load_config
 from asft.train import train
+from fake_judge import JudgeServer
 
 pytestmark = pytest.mark.safety
 
@@ -178,36 +177,18 @@ def test_environment_secrets_are_not_written_by_training(runs):
 # The judge's API key
 
 
-class EchoingJudge:
+class EchoingJudge(JudgeServer):
     """A judge that answers every request with ``status`` and a body that repeats the request's
     Authorization header, as some misconfigured proxies do."""
 
     def __init__(self, status: int):
         self.requests = 0
-        judge = self
+        self.status = status
+        super().__init__(self._respond)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                self.rfile.read(int(self.headers["Content-Length"]))
-                judge.requests += 1
-                body = json.dumps({"error": f"bad credentials: {self.headers.get('Authorization')}"})
-                data = body.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def _respond(self, headers, body):
+        self.requests += 1
+        return self.status, {"error": f"bad credentials: {headers.get('Authorization')}"}
 
 
 @pytest.fixture
