@@ -32,6 +32,7 @@ $(VENV)/.bench: $(VENV)/.installed
 	touch $@
 
 bench: $(VENV)/.bench
+	$(PY) bench/tokenize_speed.py --out bench/results/tokenize.json
 	$(PY) bench/run.py
 
 compare: $(VENV)/.installed

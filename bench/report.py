@@ -221,7 +221,9 @@ def write_results(path: Path, meta: dict, summaries: list[dict], workloads: dict
         L += _group_section(model, dtype, rows, workloads.get(model), peaks.get(dtype),
                             profiles.get(f"{model}-{dtype}"))
     if tokenize:
-        L += ["## Tokenization (bench/results/tokenize.json)", ""]
+        L += ["## Tokenization (bench/results/tokenize.json)", "",
+              "Measured by `bench/tokenize_speed.py`, which `make bench` runs just before the "
+              "training jobs: the SmolLM2 tokenizer on all HH-RLHF pairs, wall and CPU seconds.", ""]
         L += _table(["key", "value"], [[k, json.dumps(val)] for k, val in _flatten(tokenize)])
     path.write_text("\n".join(L).rstrip() + "\n")
 
