@@ -1,6 +1,7 @@
 """MT-Bench: question loading, FastChat's grading prompts and rating rule, the judge client's
-retries and key hygiene, and ``asft mt-bench`` end to end against a judge served on 127.0.0.1
-by the test, including resume after an interruption."""
+retries and key hygiene, FastChat's per-category sampling temperatures with reproducible
+seeds, and ``asft mt-bench`` end to end against a judge served on 127.0.0.1 by the test,
+including resume after an interruption."""
 
 from __future__ import annotations
 
@@ -136,7 +137,13 @@ def test_mt_bench_rejects_bad_options(files, tmp_path, judge_factory, capsys):
     assert "max_new_tokens must be >= 1" in capsys.readouterr().err
     assert main(_argv(files, tmp_path / "o", judge, "--judge-parallel", "0")) == 1
     assert "--judge-parallel must be >= 1" in capsys.readouterr().err
+    for bad in ("hot", "-1", "nan", "inf"):
+        assert main(_argv(files, tmp_path / "o", judge, "--temperature", bad)) == 1
+        err = capsys.readouterr().err
+        assert f"--temperature must be 'fastchat' or a number >= 0 (0 = greedy), got '{bad}'" in err
+        assert "Traceback" not in err
     assert not judge.served
+    assert not (tmp_path / "o" / "answers.jsonl").exists()
 
 
 def test_load_questions_reports_file_and_line(tmp_path):
@@ -186,6 +193,9 @@ def test_mt_bench_end_to_end(files, tmp_path, judge_factory, capsys):
     answers = [json.loads(x) for x in (out / "answers.jsonl").read_text().splitlines()]
     assert sorted(a["question_id"] for a in answers) == [81, 111, 121]
     assert all(len(a["choices"][0]["turns"]) == 2 for a in answers)
+    # FastChat's temperatures by default: writing sampled at 0.7, math and coding greedy
+    assert {a["question_id"]: a["temperature"] for a in answers} == {81: 0.7, 111: 0.0, 121: 0.0}
+    assert scores["temperature"] == "fastchat"
     judgments = [json.loads(x) for x in (out / "judgments.jsonl").read_text().splitlines()]
     assert sorted((j["question_id"], j["turn"]) for j in judgments) == [
         (81, 1), (81, 2), (111, 1), (111, 2), (121, 1), (121, 2)]
@@ -222,30 +232,118 @@ def test_mt_bench_resumes_without_paying_twice(files, tmp_path, judge_factory, m
     assert json.loads((out / "scores.json").read_text())["judgments"] == 6
 
 
-def test_answers_resume_after_crash_mid_generation(tmp_path):
-    questions = [mb.Question(i, "writing", (f"q{i}a", f"q{i}b")) for i in range(5)]
-    log_path = tmp_path / "answers.jsonl"
-    calls: list[int] = []
-    crash_at = [3]
+def _fake_generate(calls: list):
+    """A generate(batch) that records (temperature, question numbers, seed) per call and
+    replies with the seed mixed in, as a sampler would."""
 
-    def generate(convs):
-        calls.append(len(convs))
-        if len(calls) == crash_at[0]:
+    def generate(batch):
+        calls.append((batch.temperature, [int(c[-1]["content"][1:-1]) for c in batch], batch.seed))
+        return [f"reply to {c[-1]['content']} ({batch.seed % 1000})" for c in batch]
+
+    return generate
+
+
+def test_fastchat_temperature_table():
+    assert mb.FASTCHAT_TEMPERATURES == {
+        "writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0, "coding": 0.0,
+        "reasoning": 0.0, "stem": 0.1, "humanities": 0.1, "arena-hard-200": 0.0}
+    assert mb.answer_temperature("writing") == 0.7
+    assert mb.answer_temperature("math") == 0.0
+    assert mb.answer_temperature("humanities") == 0.1
+    assert mb.answer_temperature("no-such-category") == 0.7  # FastChat's fallback
+    assert mb.answer_temperature("writing", 0.0) == 0.0  # one number overrides the table
+    assert mb.answer_temperature("math", 0.4) == 0.4
+
+
+def test_answers_grouped_by_category_temperature(tmp_path):
+    questions = [mb.Question(0, "writing", ("q0a", "q0b")), mb.Question(1, "math", ("q1a", "q1b")),
+                 mb.Question(2, "poetry", ("q2a",)), mb.Question(3, "stem", ("q3a", "q3b"))]
+    calls: list = []
+    answers = mb.answer_questions(_fake_generate(calls), questions,
+                                  mb.JsonlLog(tmp_path / "a.jsonl"), "m", chunk=4, seed=7)
+    # one batch per temperature and turn; the unknown category is sampled like writing
+    assert [(t, ids) for t, ids, _ in calls] == [
+        (0.7, [0, 2]), (0.7, [0]), (0.0, [1]), (0.0, [1]), (0.1, [3]), (0.1, [3])]
+    assert len({seed for *_, seed in calls}) == 6  # no two batches share a random stream
+    records = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert [r["question_id"] for r in records] == [0, 1, 2, 3]  # question order kept
+    assert [r["temperature"] for r in records] == [0.7, 0.0, 0.7, 0.1]
+    assert [len(answers[i]) for i in range(4)] == [2, 2, 1, 2]
+
+    # the same seed reproduces every batch's seed; another seed changes them
+    again: list = []
+    mb.answer_questions(_fake_generate(again), questions, mb.JsonlLog(tmp_path / "b.jsonl"),
+                        "m", chunk=4, seed=7)
+    assert again == calls
+    other: list = []
+    mb.answer_questions(_fake_generate(other), questions, mb.JsonlLog(tmp_path / "c.jsonl"),
+                        "m", chunk=4, seed=8)
+    assert [c[:2] for c in other] == [c[:2] for c in calls]
+    assert not {c[2] for c in other} & {c[2] for c in calls}
+
+    # one number overrides the table: a single batch per turn
+    fixed: list = []
+    mb.answer_questions(_fake_generate(fixed), questions, mb.JsonlLog(tmp_path / "d.jsonl"),
+                        "m", chunk=4, temperature=0.3)
+    assert [(t, ids) for t, ids, _ in fixed] == [(0.3, [0, 1, 2, 3]), (0.3, [0, 1, 3])]
+    records = [json.loads(x) for x in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert {r["temperature"] for r in records} == {0.3}
+
+
+def test_answers_resume_after_crash_mid_generation(tmp_path):
+    categories = ["writing", "writing", "math", "writing", "math"]
+    questions = [mb.Question(i, c, (f"<{i}>", f"<{i}>")) for i, c in enumerate(categories)]
+    log_path = tmp_path / "answers.jsonl"
+    calls: list = []
+    fake = _fake_generate(calls)
+    crash_at = [5]
+
+    def generate(batch):
+        if len(calls) + 1 == crash_at[0]:
             raise RuntimeError("killed")
-        return [f"reply to {c[-1]['content']}" for c in convs]
+        return fake(batch)
 
     with pytest.raises(RuntimeError, match="killed"):
         mb.answer_questions(generate, questions, mb.JsonlLog(log_path), "m", chunk=2)
+    # chunk [0, 1] was written; of chunk [2, 3], math question 2 was answered but not written
+    assert [ids for _, ids, _ in calls] == [[0, 1], [0, 1], [2], [2]]
     # Simulate a crash in the middle of writing a line.
     with log_path.open("a") as f:
         f.write('{"question_id": 2, "cho')
+    first = calls[:]
     calls.clear()
     crash_at[0] = 0
     answers = mb.answer_questions(generate, questions, mb.JsonlLog(log_path), "m", chunk=2)
-    assert calls == [2, 2, 1, 1]  # questions 2-3 then 4, two turns each; 0-1 not redone
-    assert answers[3] == ["reply to q3a", "reply to q3b"]
+    # only the missing questions, grouped by temperature: 2 (math), 3 (writing), then 4 (math)
+    assert [(t, ids) for t, ids, _ in calls] == [
+        (0.0, [2]), (0.0, [2]), (0.7, [3]), (0.7, [3]), (0.0, [4]), (0.0, [4])]
+    assert calls[:2] == first[2:]  # question 2 is resampled with the same seeds
+    assert answers[3][0].startswith("reply to <3>")
     records = [json.loads(x) for x in log_path.read_text().splitlines()]
     assert [r["question_id"] for r in records] == [0, 1, 2, 3, 4]
+    assert [r["temperature"] for r in records] == [0.7, 0.7, 0.0, 0.7, 0.0]
+
+
+def test_mt_bench_answers_reproducible_with_seed(files, tmp_path, judge_factory):
+    """The real model: the same seed gives the same answers; another seed changes only the
+    sampled (writing) answer, never the greedy math and coding ones; a number overrides all."""
+    judge = judge_factory()
+
+    def answers(name, *extra):
+        out = tmp_path / name
+        assert main(_argv(files, out, judge, "--no-judge", "--max-new-tokens", "12", *extra)) == 0
+        records = [json.loads(x) for x in (out / "answers.jsonl").read_text().splitlines()]
+        return {r["question_id"]: (r["temperature"], r["choices"][0]["turns"]) for r in records}
+
+    first, again = answers("a", "--seed", "3"), answers("b", "--seed", "3")
+    assert first == again
+    other = answers("c", "--seed", "4")
+    assert other[111] == first[111] and other[121] == first[121]
+    assert other[81][1] != first[81][1]
+    fixed = answers("d", "--temperature", "0")
+    assert {t for t, _ in fixed.values()} == {0.0}
+    assert fixed[111] == first[111] and fixed[81][1] != first[81][1]
+    assert not judge.served
 
 
 @pytest.mark.shared

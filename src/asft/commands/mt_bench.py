@@ -1,5 +1,9 @@
 """``asft mt-bench``: answer the MT-Bench questions with a model, grade them with an LLM judge.
 
+Answers are sampled at FastChat's temperature for each question's category (writing and
+roleplay 0.7, stem and humanities 0.1, the rest greedy), as the paper's MT-Bench numbers are;
+``--temperature T`` uses one temperature for every question instead (0 = greedy).
+
 Files in ``--output``: ``answers.jsonl`` and ``judgments.jsonl`` (FastChat's formats,
 appended as they arrive; a rerun resumes from them) and ``scores.json``.
 """
@@ -8,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -22,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Answer the MT-Bench questions (two turns each) with the model's chat "
         "template, then grade every turn with an OpenAI-compatible judge using FastChat's "
         "single-answer prompts (with GPT-4 reference answers for math, reasoning, coding). "
+        "Answers are sampled at FastChat's per-category temperatures unless --temperature "
+        "gives one number. "
         "Rerunning the same command resumes: nothing already answered or judged is redone.",
     )
     p.add_argument("--model", required=True, help="model folder, hub id or short name")
@@ -46,10 +53,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="first retry delay in seconds, doubled per retry up to 60 (default: 1)")
     p.add_argument("--no-judge", action="store_true", help="only generate the answers")
     p.add_argument("--max-new-tokens", type=int, default=1024, help="per turn (FastChat: 1024)")
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--temperature", default="fastchat", metavar="fastchat|T",
+                   help="'fastchat' (default): FastChat's temperature per category (writing, "
+                   "roleplay 0.7; stem, humanities 0.1; math, coding, reasoning, extraction 0 = "
+                   "greedy; others 0.7); a number T >= 0: T for every question")
     p.add_argument("--batch-size", type=int, default=8, help="questions generated together")
     p.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="sampling seed; the same seed gives the same answers (default: 0)")
     p.set_defaults(func=run)
 
 
@@ -57,6 +68,21 @@ def default_model_id(model: str) -> str:
     """The model's folder name, or the run's for a trainer output (``runs/<run>/model``)."""
     path = Path(model.rstrip("/"))
     return path.parent.name if path.name == "model" and path.parent.name else path.name
+
+
+def parse_temperature(value: str) -> float | None:
+    """``--temperature``: None for ``fastchat`` (FastChat's per-category table), else a finite
+    number >= 0 (0 = greedy) for every question; AsftError for anything else."""
+    if value.strip().lower() == "fastchat":
+        return None
+    try:
+        temperature = float(value)
+    except ValueError:
+        temperature = math.nan
+    if not 0 <= temperature < math.inf:
+        raise AsftError(f"--temperature must be 'fastchat' or a number >= 0 (0 = greedy), "
+                        f"got {value!r}")
+    return temperature + 0.0  # -0 recorded as 0
 
 
 def _load_references(args, questions) -> dict[int, tuple[str, ...]]:
@@ -82,6 +108,10 @@ def _load_references(args, questions) -> dict[int, tuple[str, ...]]:
 
 
 def _generator(args):
+    """``generate(batch)`` for :func:`asft.evaluate.mt_bench.answer_questions`: the model's
+    replies, sampled at the batch's temperature after seeding torch with its seed."""
+    from dataclasses import replace
+
     import torch
 
     from asft.evaluate.generation import GenerationConfig, generate_responses
@@ -91,9 +121,9 @@ def _generator(args):
     model = load_model(args.model, dtype=args.dtype)
     if torch.cuda.is_available():
         model = model.cuda()
-    config = GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                              batch_size=args.batch_size, seed=args.seed)
-    return lambda convs: generate_responses(model, tokenizer, convs, config)
+    config = GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    return lambda batch: generate_responses(
+        model, tokenizer, batch, replace(config, temperature=batch.temperature, seed=batch.seed))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,9 +139,9 @@ def run(args: argparse.Namespace) -> int:
         raise AsftError(f"--limit must be >= 1, got {args.limit}")
     if args.judge_parallel < 1:
         raise AsftError(f"--judge-parallel must be >= 1, got {args.judge_parallel}")
+    temperature = parse_temperature(args.temperature)
     try:
-        GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                         batch_size=args.batch_size)
+        GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     except ValueError as err:
         raise AsftError(str(err)) from None
     try:
@@ -150,7 +180,8 @@ def run(args: argparse.Namespace) -> int:
     with progress_bar() as bar:
         task = bar.add_task("answering", total=todo)
         answers = mb.answer_questions(generate, questions, answer_log, model_id,
-                                      chunk=args.batch_size, on_done=lambda n: bar.advance(task, n))
+                                      chunk=args.batch_size, on_done=lambda n: bar.advance(task, n),
+                                      temperature=temperature, seed=args.seed)
     print(f"answers: {answer_log.path}")
     if judge is None:
         return 0
@@ -172,7 +203,8 @@ def run(args: argparse.Namespace) -> int:
                             f"{judgment_log.path}; rerun the same command to resume") from None
 
     scores = mb.summarize(questions, judgments)
-    scores.update(model_id=model_id, judge_model=args.judge_model)
+    scores.update(model_id=model_id, judge_model=args.judge_model,
+                  temperature="fastchat" if temperature is None else temperature)
     (args.output / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
     table = Table(title=f"MT-Bench: {model_id} (judge {args.judge_model})")
     table.add_column("category")

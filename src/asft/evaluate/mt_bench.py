@@ -7,12 +7,16 @@ math, reasoning and coding categories use the ``single-math-v1`` variants, which
 judge GPT-4's reference answer. The rating is the number in ``[[n]]`` (``[n]`` as a
 fallback); a judgment without one scores -1 and, as in FastChat, is left out of the means.
 
+Answers are sampled as FastChat's ``gen_model_answer.py`` samples them: with a temperature per
+category (:data:`FASTCHAT_TEMPERATURES`; 0 is greedy), unless one temperature is given for all.
+
 Answers and judgments are appended to JSONL files as they arrive. A rerun reads them back
 and only does what is missing, so an interrupted run never pays twice for a judgment.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -32,6 +36,16 @@ _FASTCHAT_DATA = (
 QUESTIONS_URL = f"{_FASTCHAT_DATA}/mt_bench/question.jsonl"
 REFERENCE_ANSWERS_URL = f"{_FASTCHAT_DATA}/mt_bench/reference_answer/gpt-4.jsonl"
 NEED_REF_CATEGORIES = frozenset({"math", "reasoning", "coding"})
+
+# Sampling temperature per category, FastChat's ``temperature_config`` (defined in
+# fastchat/llm_judge/common.py, applied in fastchat/llm_judge/gen_model_answer.py, which the
+# paper's MT-Bench numbers follow). A category it does not list is sampled at 0.7, as there;
+# 0 means greedy (FastChat: ``do_sample=False`` below 1e-4).
+FASTCHAT_TEMPERATURES: dict[str, float] = {
+    "writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0, "coding": 0.0,
+    "reasoning": 0.0, "stem": 0.1, "humanities": 0.1, "arena-hard-200": 0.0,
+}
+FASTCHAT_DEFAULT_TEMPERATURE = 0.7
 
 _RATING = re.compile(r"\[\[(\d+\.?\d*)\]\]")
 _RATING_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
@@ -278,41 +292,88 @@ def reference_for(question: Question, references: dict[int, Sequence[str]]) -> t
     return question.reference
 
 
+def answer_temperature(category: str, temperature: float | None = None) -> float:
+    """The temperature a question of ``category`` is answered at: ``temperature`` when given
+    (one for every question), else FastChat's for the category (0.7 for one it does not list)."""
+    if temperature is not None:
+        return temperature
+    return FASTCHAT_TEMPERATURES.get(category, FASTCHAT_DEFAULT_TEMPERATURE)
+
+
+def batch_seed(seed: int, question_ids: Sequence[int], turn: int) -> int:
+    """The torch seed for one generate call: fixed by the run's ``seed``, the questions in the
+    call and the turn, so a rerun samples the same answers without batches sharing a stream."""
+    key = json.dumps([seed, list(question_ids), turn]).encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") >> 1  # < 2**63
+
+
+class Batch(list):
+    """The conversations of one generate call (a list of message lists) and the ``temperature``
+    and ``seed`` they are sampled with. A list, so a generator that samples one way for every
+    call can treat it as plain conversations."""
+
+    def __init__(self, conversations: Iterable[list[dict]], temperature: float, seed: int):
+        super().__init__(conversations)
+        self.temperature, self.seed = temperature, seed
+
+
+def _answer_group(generate, group: list[Question], temperature: float,
+                  seed: int) -> dict[int, list[str]]:
+    """Every turn of ``group``'s questions, generated together at ``temperature``."""
+    history: list[list[dict]] = [[] for _ in group]
+    replies: dict[int, list[str]] = {q.question_id: [] for q in group}
+    for turn in range(max(len(q.turns) for q in group)):
+        active = [i for i, q in enumerate(group) if turn < len(q.turns)]
+        for i in active:
+            history[i].append({"role": "user", "content": group[i].turns[turn]})
+        ids = [group[i].question_id for i in active]
+        outs = generate(Batch([history[i] for i in active], temperature,
+                              batch_seed(seed, ids, turn + 1)))
+        for i, out in zip(active, outs):
+            history[i].append({"role": "assistant", "content": out})
+            replies[group[i].question_id].append(out)
+    return replies
+
+
 def answer_questions(
-    generate: Callable[[list[list[dict]]], list[str]],
+    generate: Callable[[Batch], list[str]],
     questions: Sequence[Question],
     log: JsonlLog,
     model_id: str,
     chunk: int = 8,
     on_done: Callable[[int], None] | None = None,
+    temperature: float | None = None,
+    seed: int = 0,
 ) -> dict[int, list[str]]:
     """Answer every question not yet in ``log``; return all answers by question id.
 
-    ``generate`` maps a list of conversations to the model's replies. Questions go in chunks
-    of ``chunk``: all first turns, then all second turns with the model's own first reply in
-    the history; each finished question is appended to ``log`` in FastChat's answer format.
+    ``generate`` maps a :class:`Batch` of conversations to the model's replies, sampling at
+    the batch's temperature after seeding torch with its seed. Questions go in chunks of
+    ``chunk``; a chunk's questions are grouped by :func:`answer_temperature` (``temperature``
+    None: FastChat's per category), and each group generates all first turns, then all second
+    turns with the model's own first reply in the history, seeded by :func:`batch_seed`.
+    A finished chunk is appended to ``log`` in question order, in FastChat's answer format plus
+    the ``temperature`` used. A rerun of the same chunks samples the same answers; a resumed
+    run only generates what ``log`` lacks (its chunks, hence seeds, may differ).
     """
     answers = read_answers(log)
     todo = [q for q in questions if q.question_id not in answers]
     for start in range(0, len(todo), chunk):
         batch = todo[start:start + chunk]
-        history = [[] for _ in batch]
-        replies = [[] for _ in batch]
-        for turn in range(max(len(q.turns) for q in batch)):
-            active = [i for i, q in enumerate(batch) if turn < len(q.turns)]
-            for i in active:
-                history[i].append({"role": "user", "content": batch[i].turns[turn]})
-            outs = generate([history[i] for i in active])
-            for i, out in zip(active, outs):
-                history[i].append({"role": "assistant", "content": out})
-                replies[i].append(out)
-        for q, turns in zip(batch, replies):
+        temps = {q.question_id: answer_temperature(q.category, temperature) for q in batch}
+        groups: dict[float, list[Question]] = {}
+        for q in batch:
+            groups.setdefault(temps[q.question_id], []).append(q)
+        replies: dict[int, list[str]] = {}
+        for temp, group in groups.items():
+            replies.update(_answer_group(generate, group, temp, seed))
+        for q in batch:
             log.append({
                 "question_id": q.question_id, "answer_id": f"{model_id}:{q.question_id}",
-                "model_id": model_id, "choices": [{"index": 0, "turns": turns}],
-                "tstamp": time.time(),
+                "model_id": model_id, "choices": [{"index": 0, "turns": replies[q.question_id]}],
+                "tstamp": time.time(), "temperature": temps[q.question_id],
             })
-            answers[q.question_id] = turns
+            answers[q.question_id] = replies[q.question_id]
         if on_done is not None:
             on_done(len(batch))
     return answers
