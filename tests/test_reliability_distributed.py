@@ -1,0 +1,117 @@
+"""Faults in a two-process run (torchrun, gloo on the CPU): one rank dies or its disk fills, in
+the middle of training or of a checkpoint write. The other rank stops too, no checkpoint that
+misses a rank's state is ever sealed, and a two-process ``--resume`` ends with exactly the
+weights and metrics of an uninterrupted two-process run.
+
+Checkpoints are written every 2 of 8 steps; the second one (step 4) is where the faults inside
+a checkpoint write strike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from asft import checkpoint as ckpt
+from asft import faults
+
+pytestmark = [pytest.mark.fault, pytest.mark.slow]
+
+SETTINGS = [
+    "model.name=tiny-llama", "model.dtype=fp32", "training.precision=fp32",
+    "data.source=builtin:mixed", "data.limit=60", "data.probe_size=4", "training.max_steps=8",
+    "training.batch_size=2", "optim.lr=1e-3", "logging.every=1", "logging.probe_every=3",
+    "logging.progress=false", "logging.tensorboard=false", "checkpoint.every=2",
+    "checkpoint.keep_last=2",
+]
+
+
+def _torchrun(out: Path, *args: str, fault: str | None = None) -> subprocess.CompletedProcess:
+    sets = [x for s in SETTINGS for x in ("--set", s)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop(faults.ENV, None)
+    if fault:
+        env[faults.ENV] = fault
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "asft.cli", "train", *sets, "--output-dir", str(out), *args],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ddp") / "run"
+    proc = _torchrun(out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def _complete(run: Path) -> list[str]:
+    """Names of the sealed checkpoints, each verified against its manifest, oldest first."""
+    sealed = [p for p in ckpt.candidates(run / ckpt.DIRNAME) if (p / ckpt.MARKER).exists()]
+    for p in sealed:
+        assert ckpt.verify(p) is None, p
+        ranks = sorted(f.name for f in p.glob("rank-*.json"))
+        assert ranks == ["rank-00000.json", "rank-00001.json"], (p, ranks)
+    return sorted(p.name for p in sealed)
+
+
+def _resume_and_compare(run: Path, reference: Path, expected_from: str) -> None:
+    proc = _torchrun(run, "--resume")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    unwrapped = proc.stderr.replace("\n", "")  # the console wraps long paths
+    assert f"resumed from {run / ckpt.DIRNAME / expected_from}" in unwrapped, proc.stderr[-2000:]
+    got = load_file(str(run / "model" / "model.safetensors"))
+    want = load_file(str(reference / "model" / "model.safetensors"))
+    assert got.keys() == want.keys()
+    for k in want:
+        assert torch.allclose(got[k], want[k], rtol=0, atol=1e-6), k
+    a = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    b = [json.loads(x) for x in (reference / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for ra, rb in zip(a, b):
+        for key, value in rb.items():
+            if not key.startswith("throughput/") and value is not None:
+                assert ra[key] == pytest.approx(value, abs=1e-6), (rb["step"], key)
+
+
+@pytest.mark.parametrize("fault, sealed, resume_from", [
+    # rank 1 dies right after the optimizer step 5: the run stops, checkpoints 2 and 4 stay
+    ("train.step@5=kill:1", ["step-0000002", "step-0000004"], "step-0000004"),
+    # rank 1 dies inside the step-4 checkpoint, after writing its own state, before the seal
+    ("checkpoint.after_rank_state@2=kill:1", ["step-0000002"], "step-0000002"),
+    # the main rank dies while sealing step 4 (manifest not yet written)
+    ("checkpoint.before_manifest@2=kill:0", ["step-0000002"], "step-0000002"),
+], ids=["rank1-mid-run", "rank1-in-checkpoint", "rank0-sealing"])
+def test_a_rank_killed_then_two_process_resume_equals_uninterrupted(fault, sealed, resume_from,
+                                                                    uninterrupted, tmp_path):
+    run = tmp_path / "run"
+    proc = _torchrun(run, fault=fault)
+    assert proc.returncode != 0, "the run should have died"
+    assert _complete(run) == sealed
+    assert not (run / "model").exists()
+    _resume_and_compare(run, uninterrupted, resume_from)
+
+
+def test_full_disk_on_one_rank_stops_both_with_one_message(uninterrupted, tmp_path):
+    """ENOSPC while rank 1 writes its state into the step-4 checkpoint: both processes stop
+    with the same CheckpointError, the partial folder is removed, step 2 is untouched."""
+    run = tmp_path / "run"
+    proc = _torchrun(run, fault="checkpoint.after_rank_state@2=enospc:1")
+    assert proc.returncode != 0
+    assert proc.stderr.count("could not write checkpoint step-0000004") == 2, proc.stderr[-3000:]
+    assert "No space left on device" in proc.stderr and "another process failed" in proc.stderr
+    assert "newest earlier checkpoint step-0000002 untouched" in proc.stderr
+    # asft's own output is one error line per process; the traceback after it is torchrun's
+    assert "Traceback" not in proc.stderr.split("torch/distributed/elastic")[0]
+    assert _complete(run) == ["step-0000002"]
+    assert not list((run / ckpt.DIRNAME).glob(".tmp-*"))
+    _resume_and_compare(run, uninterrupted, "step-0000002")
