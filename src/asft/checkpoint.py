@@ -270,12 +270,16 @@ def resume_point(output_dir: Path) -> tuple[Path | None, list[str]]:
 # Writing
 
 
-def _agree(comm: Collective, ok: bool) -> bool:
-    """True on every process when ``ok`` is True on every process."""
+def _failures(comm: Collective, error: OSError | None) -> dict[int, int]:
+    """{rank: errno} of every process whose write failed, the same on every process (errno -1
+    when the error carried none). One all-reduce of a [processes] vector."""
     if comm.num_processes == 1:
-        return ok
-    flag = torch.tensor([0.0 if ok else 1.0], device=comm.device)
-    return float(comm.reduce(flag, "sum").item()) == 0.0
+        return {} if error is None else {0: error.errno or -1}
+    codes = torch.zeros(comm.num_processes, device=comm.device)
+    if error is not None:
+        codes[comm.process_index] = float(error.errno or -1)
+    codes = comm.reduce(codes, "sum")
+    return {rank: int(code) for rank, code in enumerate(codes.tolist()) if code != 0}
 
 
 def _discard(path: Path, trash: Path) -> None:
@@ -351,10 +355,15 @@ def save(
                 error = err
 
     def fail_if_any() -> None:
-        if not _agree(comm, error is None):
+        failed = _failures(comm, error)
+        if failed:
             if comm.is_main_process:
                 shutil.rmtree(tmp, ignore_errors=True)
-            reason = f"{error.strerror or error}" if isinstance(error, OSError) else "another process failed"
+            if isinstance(error, OSError):
+                reason = f"{error.strerror or error}"
+            else:  # name the processes that failed and why, so no log needs to be searched
+                reason = "; ".join(f"process {rank} failed: {os.strerror(code) if code > 0 else 'error'}"
+                                   for rank, code in sorted(failed.items()))
             earlier = [p.name for p in candidates(root) if (p / MARKER).is_file()]
             keep = f"newest earlier checkpoint {earlier[0]} untouched" if earlier else "no earlier checkpoint"
             raise CheckpointError(f"could not write checkpoint {final.name} in {root}: {reason}; "
