@@ -9,18 +9,16 @@ a checkpoint write strike.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
 from asft import checkpoint as ckpt
 from asft import faults
+from run_checks import assert_same_run
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 
@@ -69,18 +67,7 @@ def _resume_and_compare(run: Path, reference: Path, expected_from: str) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     unwrapped = proc.stderr.replace("\n", "")  # the console wraps long paths
     assert f"resumed from {run / ckpt.DIRNAME / expected_from}" in unwrapped, proc.stderr[-2000:]
-    got = load_file(str(run / "model" / "model.safetensors"))
-    want = load_file(str(reference / "model" / "model.safetensors"))
-    assert got.keys() == want.keys()
-    for k in want:
-        assert torch.allclose(got[k], want[k], rtol=0, atol=1e-6), k
-    a = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    b = [json.loads(x) for x in (reference / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in a] == [r["step"] for r in b]
-    for ra, rb in zip(a, b):
-        for key, value in rb.items():
-            if not key.startswith("throughput/") and value is not None:
-                assert ra[key] == pytest.approx(value, abs=1e-6), (rb["step"], key)
+    assert_same_run(run, reference)
 
 
 @pytest.mark.parametrize("fault, sealed, resume_from", [

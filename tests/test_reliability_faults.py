@@ -25,13 +25,12 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
 from asft import checkpoint as ckpt
 from asft import faults
 from asft.config import load_config
 from asft.train import train
+from run_checks import assert_same_run
 
 pytestmark = pytest.mark.fault
 
@@ -124,18 +123,7 @@ def _resumed_from(log: Path) -> str | None:
 
 
 def _assert_equals_reference(run: Path, reference: Path) -> None:
-    got = load_file(str(run / "model" / "model.safetensors"))
-    want = load_file(str(reference / "model" / "model.safetensors"))
-    assert got.keys() == want.keys()
-    for k in want:
-        assert torch.allclose(got[k], want[k], rtol=0, atol=1e-6), k
-    a = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    b = [json.loads(x) for x in (reference / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in a] == [r["step"] for r in b]
-    for ra, rb in zip(a, b):
-        for key in rb:
-            if not key.startswith("throughput/"):
-                assert ra[key] == pytest.approx(rb[key], abs=1e-6), (ra["step"], key)
+    assert_same_run(run, reference)
     leftovers = [p.name for p in (run / ckpt.DIRNAME).iterdir() if p.name.startswith(".")]
     assert not leftovers
 

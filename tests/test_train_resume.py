@@ -24,6 +24,7 @@ from asft import faults
 from asft.cli import AsftError
 from asft.config import load_config
 from asft.train import StoppedBySignal, train
+from run_checks import assert_same_run
 
 pytestmark = pytest.mark.fault
 
@@ -51,19 +52,6 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
 
 def _records(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
-def _assert_same_run(run: Path, reference: Path) -> None:
-    got, want = _weights(run), _weights(reference)
-    assert got.keys() == want.keys()
-    for k in want:
-        assert torch.allclose(got[k], want[k], rtol=0, atol=1e-6), k
-    a, b = _records(run), _records(reference)
-    assert [r["step"] for r in a] == [r["step"] for r in b]
-    for ra, rb in zip(a, b):
-        for key in rb:
-            if not key.startswith("throughput/"):
-                assert ra[key] == pytest.approx(rb[key], abs=1e-6), (ra["step"], key)
 
 
 def _assert_complete_checkpoints_intact(run: Path) -> list[str]:
@@ -111,7 +99,7 @@ def test_sigkill_at_any_moment_then_resume_equals_uninterrupted(tmp_path, uninte
     # 3. Resume to the end.
     result = train(_cfg(out), resume=True)
     assert result.resumed_from is not None
-    _assert_same_run(out, uninterrupted)
+    assert_same_run(out, uninterrupted)
     assert not [p for p in (out / ckpt.DIRNAME).iterdir() if p.name.startswith(".")]
 
 
@@ -138,7 +126,7 @@ def test_crash_at_every_checkpoint_point_then_resume_equals_uninterrupted(tmp_pa
     faults.reset()
     monkeypatch.delenv(faults.ENV)
     train(_cfg(out), resume=True)
-    _assert_same_run(out, uninterrupted)
+    assert_same_run(out, uninterrupted)
 
 
 def test_sigterm_stops_after_the_step_with_a_checkpoint(tmp_path, monkeypatch, uninterrupted):
@@ -153,7 +141,7 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint(tmp_path, monkeypatch, u
     faults.reset()
     monkeypatch.delenv(faults.ENV)
     train(_cfg(out), resume=True)
-    _assert_same_run(out, uninterrupted)
+    assert_same_run(out, uninterrupted)
 
 
 def test_full_disk_during_checkpoint_keeps_earlier_ones(tmp_path, monkeypatch, uninterrupted):
@@ -170,7 +158,7 @@ def test_full_disk_during_checkpoint_keeps_earlier_ones(tmp_path, monkeypatch, u
     faults.reset()
     monkeypatch.delenv(faults.ENV)
     train(_cfg(out), resume=True)
-    _assert_same_run(out, uninterrupted)
+    assert_same_run(out, uninterrupted)
 
 
 def test_full_disk_while_logging_metrics_names_the_file_and_resumes(tmp_path, monkeypatch, uninterrupted):
@@ -188,7 +176,7 @@ def test_full_disk_while_logging_metrics_names_the_file_and_resumes(tmp_path, mo
     faults.reset()
     monkeypatch.delenv(faults.ENV)
     train(_cfg(out), resume=True)
-    _assert_same_run(out, uninterrupted)
+    assert_same_run(out, uninterrupted)
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +230,7 @@ def test_resume_from_older_checkpoint_after_damage_ends_the_same(finished, tmp_p
     _damage(run / ckpt.DIRNAME / "step-0000010", "truncate")
     result = train(_cfg(run, "checkpoint.keep_last=3"), resume=True)
     assert result.resumed_from.name == "step-0000008"
-    _assert_same_run(run, finished)
+    assert_same_run(run, finished)
     assert _assert_complete_checkpoints_intact(run) == ["step-0000012", "step-0000010", "step-0000008"]
 
 
