@@ -358,3 +358,21 @@ def test_fastchat_files_match_builtin_prompts():
     from_file = mb.load_judge_prompts(SHARED / "judge_prompts.jsonl")
     for name, prompt in mb.load_judge_prompts().items():
         assert from_file[name] == prompt
+
+
+def test_answers_sample_like_fastchat(files, tmp_path, judge_factory, monkeypatch):
+    """Each generate call gets its batch's temperature and seed, and FastChat's implicit
+    top-k of 50 (transformers' default, which FastChat never overrides)."""
+    import asft.evaluate.generation as generation
+
+    real, seen = generation.generate_responses, []
+
+    def spy(model, tokenizer, conversations, config=None, **kw):
+        seen.append(config)
+        return real(model, tokenizer, conversations, config, **kw)
+
+    monkeypatch.setattr(generation, "generate_responses", spy)
+    assert main(_argv(files, tmp_path / "run", judge_factory(), "--no-judge")) == 0
+    assert seen and {c.top_k for c in seen} == {mb.FASTCHAT_TOP_K} == {50}
+    assert {c.temperature for c in seen} == {0.7, 0.0}
+    assert len({c.seed for c in seen}) == len(seen)  # one seed per call, derived from its questions

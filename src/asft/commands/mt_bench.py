@@ -121,7 +121,10 @@ def _generator(args):
     model = load_model(args.model, dtype=args.dtype)
     if torch.cuda.is_available():
         model = model.cuda()
-    config = GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    from asft.evaluate.mt_bench import FASTCHAT_TOP_K
+
+    config = GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                              top_k=FASTCHAT_TOP_K)
     return lambda batch: generate_responses(
         model, tokenizer, batch, replace(config, temperature=batch.temperature, seed=batch.seed))
 

@@ -21,6 +21,7 @@ class GenerationConfig:
         max_new_tokens: cap on generated tokens per response.
         temperature: 0 means greedy decoding; > 0 samples with this temperature.
         top_p: nucleus-sampling mass when sampling (1.0 keeps the whole distribution).
+        top_k: when sampling, keep only the k most likely tokens (0: no cut).
         batch_size: prompts per ``generate`` call.
         max_prompt_length: prompts longer than this many tokens keep their last tokens
             (None: no truncation).
@@ -30,6 +31,7 @@ class GenerationConfig:
     max_new_tokens: int = 256
     temperature: float = 0.0
     top_p: float = 1.0
+    top_k: int = 0
     batch_size: int = 8
     max_prompt_length: int | None = None
     seed: int = 0
@@ -41,6 +43,8 @@ class GenerationConfig:
             raise ValueError(f"temperature must be >= 0 and finite, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0: no cut), got {self.top_k}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.max_prompt_length is not None and self.max_prompt_length < 1:
@@ -100,7 +104,7 @@ def generate_responses(
     kwargs = {"do_sample": sampling, "max_new_tokens": config.max_new_tokens,
               "pad_token_id": pad_id, "eos_token_id": stop}
     if sampling:
-        kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=0)
+        kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=config.top_k)
     else:
         # Neutralize sampling knobs a checkpoint's generation_config may carry, so greedy
         # decoding does not warn about them.

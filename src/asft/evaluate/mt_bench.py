@@ -46,6 +46,9 @@ FASTCHAT_TEMPERATURES: dict[str, float] = {
     "reasoning": 0.0, "stem": 0.1, "humanities": 0.1, "arena-hard-200": 0.0,
 }
 FASTCHAT_DEFAULT_TEMPERATURE = 0.7
+# FastChat passes only do_sample and temperature to model.generate, so transformers' default
+# top-k of 50 (and top-p 1) applies whenever it samples.
+FASTCHAT_TOP_K = 50
 
 _RATING = re.compile(r"\[\[(\d+\.?\d*)\]\]")
 _RATING_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
