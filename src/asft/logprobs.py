@@ -48,8 +48,15 @@ class _TargetLogProb(torch.autograd.Function):
     """log softmax(h W^T + b)[target] for each row of h, chunked, logits recomputed in backward.
 
     Forward memory: [chunk, V] float32 at a time plus the [N] log-sum-exps. Returns [N] float32
-    (float64 for float64 inputs, which the tests use). Backward per chunk:
-    g = grad * (onehot - softmax), then dh = g W and dW += g^T h.
+    (float64 for float64 inputs, which the tests use). With p = softmax of a chunk and
+    go = the incoming gradient [n], the gradient wrt the logits is go * (onehot - p), so
+
+        dh = go * (W[target] - p W),   dW += onehot^T (go h) - p^T (go h),   db += onehot^T go - p^T go
+
+    The row scaling by go and the one-hot part act on [n, H] and [n] tensors, never on the
+    [n, V] block, which only goes through one in-place exp and the matmuls (the elementwise
+    passes over [n, V] cost as much as the matmuls on a CPU). Soft-capped logits take the
+    direct route (their derivative scales each logit separately).
 
     Matmuls run in the autocast dtype when autocast is on (the backward pass runs outside
     autocast, so the dtype is recorded in forward and applied by hand), softmax math in fp32.
@@ -65,8 +72,9 @@ class _TargetLogProb(torch.autograd.Function):
         lse = torch.empty(n, dtype=acc, device=hidden.device)
         for i in range(0, n, chunk):
             logits = _softcap(_raw_logits(hidden[i:i + chunk].to(mm), w, bias, acc), softcap)
-            lse[i:i + chunk] = torch.logsumexp(logits, dim=-1)
-            out[i:i + chunk] = logits.gather(1, targets[i:i + chunk, None]).squeeze(1) - lse[i:i + chunk]
+            target_logit = logits.gather(1, targets[i:i + chunk, None]).squeeze(1)
+            lse[i:i + chunk] = _logsumexp_(logits)
+            out[i:i + chunk] = target_logit - lse[i:i + chunk]
         ctx.save_for_backward(hidden, weight, bias, targets, lse)
         ctx.chunk, ctx.softcap, ctx.mm = chunk, softcap, mm
         return out
@@ -84,27 +92,46 @@ class _TargetLogProb(torch.autograd.Function):
         grad_b = torch.zeros(weight.shape[0], dtype=acc, device=weight.device) if need_b else None
         for i in range(0, hidden.shape[0], chunk):
             h = hidden[i:i + chunk].to(mm)
+            tgt = targets[i:i + chunk]
+            go = grad_out[i:i + chunk].to(acc)
             raw = _raw_logits(h, w, bias, acc)
-            logits = _softcap(raw, softcap)
-            g_out = grad_out[i:i + chunk, None].to(acc)
-            # d log p(target) / d logits = onehot(target) - softmax(logits)
-            g = torch.exp(logits - lse[i:i + chunk, None]).mul_(-g_out)
-            g.scatter_add_(1, targets[i:i + chunk, None], g_out)
             if softcap:
-                g = g * (1 - torch.tanh(raw / softcap) ** 2)
+                capped = _softcap(raw, softcap)
+                g = capped.sub_(lse[i:i + chunk, None]).exp_().mul_(-go[:, None])
+                g.scatter_add_(1, tgt[:, None], go[:, None])
+                g.mul_(1 - torch.tanh(raw / softcap) ** 2)
+                if need_b:
+                    grad_b += g.sum(0)
+                g = g.to(mm)
+                if need_h:
+                    grad_h[i:i + chunk] = g @ w
+                if need_w:
+                    grad_w += g.T @ h
+                continue
+            p = raw.sub_(lse[i:i + chunk, None]).exp_()  # softmax, in the recomputed logits' memory
             if need_b:
-                grad_b += g.sum(0)
-            g = g.to(mm)
+                grad_b -= go @ p
+                grad_b.index_add_(0, tgt, go)
+            p = p.to(mm)
             if need_h:
-                grad_h[i:i + chunk] = g @ w
+                grad_h[i:i + chunk] = (w[tgt].to(acc) - (p @ w).to(acc)) * go[:, None]
             if need_w:
-                grad_w += g.T @ h
+                gh = h.to(acc) * go[:, None]
+                grad_w -= p.T @ gh.to(mm)
+                grad_w.index_add_(0, tgt, gh)
         return (
             grad_h,
             grad_w.to(weight.dtype) if need_w else None,
             grad_b.to(bias.dtype) if need_b else None,
             None, None, None,
         )
+
+
+def _logsumexp_(logits: torch.Tensor) -> torch.Tensor:
+    """Row-wise log-sum-exp [n] of ``logits`` [n, V], overwriting it (saves two [n, V] buffers)."""
+    top = logits.amax(dim=1, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    return logits.sub_(top).exp_().sum(dim=1).log_().add_(top.squeeze(1))
 
 
 def _matmul_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
