@@ -1,8 +1,8 @@
 """asft's training step, timed: collate, forward, loss, backward, gradient clipping, AdamW.
 
-The step is what ``asft train`` does per optimizer step (src/asft/train.py), built from the
-same parts: :func:`asft.data.collate.collate`, :class:`asft.logprobs.PreferenceScorer`,
-:func:`asft.losses.compute` and asft's own AdamW (:func:`asft.optim.build_optimizer`), with
+The step is what ``asft train`` does per optimizer step (src/asft/train/loop.py), built from the
+same parts: :func:`asft.data.collate.collate`, :class:`asft.model.logprobs.PreferenceScorer`,
+:func:`asft.losses.compute` and asft's own AdamW (:func:`asft.train.optim.build_optimizer`), with
 TRL's learning rate (1e-6), no weight decay and the gradient norm clipped at 1.0 like TRL.
 Each optimization is a switch (layout, pack, head), so the ablation runs the same code with
 one switch off.
@@ -55,9 +55,9 @@ class AsftStep:
 
     def __init__(self, job: Job, model, tokenizer):
         from asft.config import Config, OptimConfig
-        from asft.logprobs import PreferenceScorer
         from asft.losses import LOSSES
-        from asft.optim import build_optimizer
+        from asft.model.logprobs import PreferenceScorer
+        from asft.train.optim import build_optimizer
 
         self.job = job
         self.model = model

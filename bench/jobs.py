@@ -89,9 +89,9 @@ def load_model(job: Job):
     """(model, tokenizer) for ``job``: same weights and dtype for every system."""
     import torch
 
-    from asft.models import load_model as load_named
-    from asft.models import load_tokenizer
-    from asft.tiny import build_model
+    from asft.model.load import load_model as load_named
+    from asft.model.load import load_tokenizer
+    from asft.model.tiny import build_model
 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[job.dtype]
     if job.model == "small":

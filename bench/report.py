@@ -260,7 +260,7 @@ def _settings(meta: dict, workloads: dict[str, dict]) -> list[str]:
         "(its default) in bf16 and `bf16=False` in fp32.",
         "- Optimizer: AdamW, lr 1e-6, weight decay 0, gradient norm clipped at 1.0 for "
         "everyone. TRL builds it through transformers' Trainer (`adamw_torch_fused`); asft "
-        "uses its own `asft.optim.build_optimizer` (fused AdamW where torch has the kernel), "
+        "uses its own `asft.train.optim.build_optimizer` (fused AdamW where torch has the kernel), "
         "so the `optimizer` phase below is what `asft train` pays.",
         "- `CPU s/step`: CPU time of the measuring process (all its threads) per step, and "
         "`CPU/wall` its ratio to wall time. With 2 threads on cores of its own a step keeps "

@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from asft.models import load_tokenizer
+    from asft.model.load import load_tokenizer
     from report import machine_info, versions
     from workload import build_workload
 

@@ -83,7 +83,7 @@ def main() -> int:
         return 1
 
     from asft.data import load_pairs, tokenize_pairs
-    from asft.models import load_tokenizer
+    from asft.model.load import load_tokenizer
 
     load_before = os.getloadavg()[0]
     tokenizer = load_tokenizer(args.tokenizer)

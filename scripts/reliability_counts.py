@@ -9,7 +9,7 @@ It runs ``pytest -m "fault or fuzz or edge or safety"`` (extra arguments go to p
 plugin that counts, per test:
 
 - faults fired inside asft: each fault appends a line to ``$ASFT_FAULTS_LOG``
-  (:mod:`asft.faults`) before it fires, so kills of child processes are counted too;
+  (:mod:`asft.train.faults`) before it fires, so kills of child processes are counted too;
 - faults made by the tests themselves (SIGKILLs from outside, a real full tmpfs, damaged
   checkpoint folders): the tests report them with ``record_property``;
 - fuzz cases: the examples hypothesis actually executed (valid or failing; not the ones a
@@ -52,7 +52,7 @@ class Counts:
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item, nextitem):
-        from asft import faults
+        from asft.train import faults
 
         entry = self._entry(item)
         entry["markers"] = sorted({m.name for m in item.iter_markers()} & set(MARKERS))

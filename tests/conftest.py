@@ -25,7 +25,7 @@ def asft_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(asft_cache: Path) -> Path:
     """Folder of the random ``tiny-llama`` model and tokenizer (built once per session)."""
-    from asft.models import resolve_model
+    from asft.model.load import resolve_model
 
     return Path(resolve_model("tiny-llama"))
 

@@ -22,9 +22,9 @@ from pathlib import Path
 PRELOAD = [
     "torch", "transformers", "transformers.models.llama.modeling_llama", "accelerate",
     "accelerate.utils", "safetensors.torch", "rich.console", "rich.progress", "peft",
-    "asft.cli", "asft.commands.train", "asft.train", "asft.models", "asft.data",
-    "asft.data.tokenize", "asft.logprobs", "asft.losses", "asft.reference", "asft.tracking",
-    "asft.policy", "asft.lora",
+    "asft.cli", "asft.commands.train", "asft.train", "asft.model.load", "asft.data",
+    "asft.data.tokenize", "asft.model.logprobs", "asft.losses", "asft.train.reference", "asft.train.tracking",
+    "asft.train.policy", "asft.model.lora",
 ]
 
 
@@ -37,8 +37,8 @@ def _child(argv: Sequence[str], env: Mapping[str, str], log: str) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from asft import faults
     from asft.cli import main
+    from asft.train import faults
 
     faults.reset()
     code = main(list(argv))

@@ -45,7 +45,7 @@ def data(tmp_path, monkeypatch) -> Path:
 
 
 def test_workload_draws_the_same_fitting_pairs_for_a_seed(data):
-    from asft.models import load_tokenizer
+    from asft.model.load import load_tokenizer
 
     tok = load_tokenizer("tiny-llama")
     kw = dict(max_length=90, batch_size=2, warmup=1, steps=2)

@@ -10,7 +10,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench" / "tokenize_speed.py"
 
 
 def test_tokenize_bench_smoke(tmp_path, monkeypatch):
-    from asft.tiny import build_tokenizer
+    from asft.model.tiny import build_tokenizer
 
     data = tmp_path / "hh.jsonl.gz"
     rows = [{"chosen": f"\n\nHuman: q{i}?\n\nAssistant: yes {i}",

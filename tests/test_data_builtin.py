@@ -68,7 +68,7 @@ def test_splits_are_disjoint_and_sized():
 
 
 def test_responses_are_short():
-    from asft.tiny import build_tokenizer
+    from asft.model.tiny import build_tokenizer
 
     tok = build_tokenizer()
     for rec in records("mixed", "train", n=200):

@@ -9,7 +9,7 @@ from asft.cli import main
 
 @pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory):
-    from asft.tiny import build_tokenizer
+    from asft.model.tiny import build_tokenizer
 
     path = tmp_path_factory.mktemp("tok")
     build_tokenizer().save_pretrained(path)

@@ -181,7 +181,7 @@ def test_huge_fields(tmp_path):
 
 @pytest.fixture(scope="module")
 def tok():
-    from asft.tiny import build_tokenizer
+    from asft.model.tiny import build_tokenizer
 
     return build_tokenizer()
 

@@ -59,7 +59,7 @@ def test_implicit_prompts(loaded, raw):
 
 
 def test_tokenized_exactly_with_a_chat_template(loaded):
-    from asft.tiny import build_tokenizer
+    from asft.model.tiny import build_tokenizer
 
     tok = build_tokenizer()
     pairs = loaded.pairs[::8]

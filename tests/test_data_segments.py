@@ -10,7 +10,7 @@ from asft.data.segments import SpecialCut
 
 
 def tiny():
-    from asft.tiny import build_tokenizer
+    from asft.model.tiny import build_tokenizer
 
     return build_tokenizer()
 

@@ -51,7 +51,7 @@ PAIRS = [
 
 @pytest.fixture(scope="module")
 def tok():
-    from asft.tiny import build_tokenizer
+    from asft.model.tiny import build_tokenizer
 
     return build_tokenizer()
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from asft.cli import main
-from asft.evaluate.report import MethodResult, deltas, render_report
+from asft.experiments.report import MethodResult, deltas, render_report
 
 
 def test_report_rows_deltas_and_observations():
@@ -70,8 +70,8 @@ def test_compare_tiny_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
 
 
 def test_training_config_reads_only_what_the_budget_uses(tmp_path):
-    from asft.evaluate.compare import CompareSettings, training_config
     from asft.evaluate.methods import MethodSpec
+    from asft.experiments.compare import CompareSettings, training_config
 
     settings = CompareSettings([MethodSpec("dpo")], tmp_path, overrides=[
         "training.max_steps=3", "training.batch_size=2", "training.grad_accum=2"])

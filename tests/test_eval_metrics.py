@@ -52,7 +52,7 @@ def test_exact_match_with_checker():
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from asft import tiny
+    from asft.model import tiny
 
     tok = tiny.build_tokenizer()
     # Untied embeddings: a tied random model greedily repeats one whitespace token.

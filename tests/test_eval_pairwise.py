@@ -29,7 +29,7 @@ def test_pairwise_metrics_by_hand():
 
 
 def test_score_pairs_matches_naive_forward():
-    from asft import tiny
+    from asft.model import tiny
 
     model = tiny.build_model(100, hidden=64, layers=2, seed=1)
     gen = torch.Generator().manual_seed(0)

@@ -1,4 +1,4 @@
-"""asft.logprobs and asft.data.collate against a naive reference.
+"""asft.model.logprobs and asft.data.collate against a naive reference.
 
 The reference scores each (prompt, response) sequence on its own with a plain forward and a
 full float64 log_softmax: the textbook definition of the summed response log-prob. Every
@@ -15,13 +15,13 @@ import pytest
 import torch
 
 from asft.data.collate import collate
-from asft.logprobs import (
+from asft.model.logprobs import (
     PreferenceScorer,
     attention_mask_4d,
     shared_layout_supported,
     target_logprobs,
 )
-from asft.tiny import build_model
+from asft.model.tiny import build_model
 
 VOCAB = 97
 

@@ -1,6 +1,6 @@
 """Prompt sharing and packing across Hugging Face architectures, not only Llama.
 
-For each tiny random model: when :func:`asft.logprobs.shared_layout_supported` accepts it, the
+For each tiny random model: when :func:`asft.model.logprobs.shared_layout_supported` accepts it, the
 shared, packed layout gives the naive per-sequence log-probs (float64 softmax, one sequence at a
 time) to 1e-5; when it refuses (BLOOM: ALiBi takes no position ids and its 4D-mask path differs),
 the plain layout does, and training falls back to it by itself.
@@ -17,7 +17,7 @@ import transformers as T
 
 from asft.config import load_config
 from asft.data.collate import collate
-from asft.logprobs import PreferenceScorer, shared_layout_supported
+from asft.model.logprobs import PreferenceScorer, shared_layout_supported
 from test_logprobs import VOCAB, make_pairs, naive
 
 SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)

@@ -1,5 +1,5 @@
 """The counting behind docs/reliability.md (scripts/reliability_counts.py): hypothesis examples,
-faults logged by asft.faults and record_property counts, checked on
+faults logged by asft.train.faults and record_property counts, checked on
 a small generated test suite whose true counts are known."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from asft import faults
+from asft.train import faults
 
 
 @pytest.mark.fuzz

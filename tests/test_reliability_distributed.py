@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from asft import checkpoint as ckpt
-from asft import faults
+from asft.train import checkpoint as ckpt
+from asft.train import faults
 from run_checks import assert_same_run
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]

@@ -80,10 +80,10 @@ def _finite_weights(run: Path) -> None:
 @pytest.mark.parametrize("name", list(LOSSES))
 def test_edge_log_probs_and_empty_responses_through_the_trainer(name, tmp_path, monkeypatch,
                                                                 record_property):
-    import asft.logprobs
     import asft.losses
+    import asft.model.logprobs
 
-    monkeypatch.setattr(asft.logprobs, "PreferenceScorer", _edge_scorer(asft.logprobs.PreferenceScorer))
+    monkeypatch.setattr(asft.model.logprobs, "PreferenceScorer", _edge_scorer(asft.model.logprobs.PreferenceScorer))
     seen: list[tuple[SequenceStats, torch.Tensor]] = []
 
     def spy(loss_name, stats, **hparams):
@@ -117,9 +117,9 @@ def test_edge_log_probs_and_empty_responses_through_the_trainer(name, tmp_path, 
 def test_a_model_with_extreme_log_probs_trains(name, tmp_path, monkeypatch):
     """The LM head scaled by 1e4: every token's log-prob is 0 or far below -1e4, as produced by
     the model itself through the chunked log-softmax, in bf16-mixed precision."""
-    import asft.policy
+    import asft.train.policy
 
-    build = asft.policy.build_model
+    build = asft.train.policy.build_model
 
     def peaked(cfg, log):
         model = build(cfg, log)
@@ -127,7 +127,7 @@ def test_a_model_with_extreme_log_probs_trains(name, tmp_path, monkeypatch):
             model.get_output_embeddings().weight.mul_(1e4)
         return model
 
-    monkeypatch.setattr("asft.train.build_model", peaked)
+    monkeypatch.setattr("asft.train.loop.build_model", peaked)
     out = tmp_path / "run"
     train(load_config(None, [*BASE, f"loss.name={name}", "training.max_steps=2",
                              "training.batch_size=4", "training.precision=bf16-mixed",

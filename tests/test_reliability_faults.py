@@ -26,10 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from asft import checkpoint as ckpt
-from asft import faults
 from asft.config import load_config
-from asft.train import train
+from asft.train import checkpoint as ckpt
+from asft.train import faults, train
 from run_checks import assert_same_run
 
 pytestmark = pytest.mark.fault
@@ -295,8 +294,8 @@ def test_full_disk_at_every_checkpoint_write_step(reference, tmp_path, monkeypat
 _TMPFS_SCRIPT = textwrap.dedent("""
     import json, shutil, subprocess, sys
     from pathlib import Path
-    from asft import checkpoint as ckpt
-    from asft.cli import AsftError
+    from asft.train import checkpoint as ckpt
+    from asft.errors import AsftError
     from asft.config import load_config
     from asft.train import train
 

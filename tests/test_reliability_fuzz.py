@@ -21,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from asft import checkpoint as ckpt
-from asft import faults
 from asft.evaluate import mt_bench as mb
+from asft.train import checkpoint as ckpt
+from asft.train import faults
 
 pytestmark = pytest.mark.fuzz
 
@@ -280,7 +280,7 @@ run_configs = st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).
 @given(metrics_lines | st.binary(max_size=300), run_configs)
 def test_metrics_and_config_of_a_run_folder(metrics, config):
     from asft.evaluate.dynamics import load_run
-    from asft.tracking import read_metrics, truncate_metrics
+    from asft.train.tracking import read_metrics, truncate_metrics
 
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)
@@ -323,7 +323,7 @@ def test_run_label_from_any_config(config):
 def test_token_and_reference_caches_of_arbitrary_bytes(data):
     """A damaged cache entry is treated as absent (and recomputed), never an error."""
     from asft.data import cache
-    from asft.reference import _read_cache
+    from asft.train.reference import _read_cache
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "entry"
@@ -460,10 +460,10 @@ class _CompareSettings:
 def test_compare_result_and_settings_files(data):
     """result.json of a finished job is reused only when it is a well-formed result (else the
     job runs again); an unreadable settings.json stops the rerun with a message naming it."""
-    from asft.cli import AsftError
     from asft.commands.compare import _check_same_settings
-    from asft.evaluate.compare import read_result
-    from asft.evaluate.report import render_report
+    from asft.errors import AsftError
+    from asft.experiments.compare import read_result
+    from asft.experiments.report import render_report
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "result.json"

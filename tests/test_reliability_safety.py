@@ -62,7 +62,7 @@ def test_trust_remote_code_defaults_off():
 
 def test_every_load_passes_trust_remote_code_false_unless_asked(from_pretrained_calls, tmp_path):
     from asft.commands.mt_bench import _generator
-    from asft.models import load_model, load_tokenizer
+    from asft.model.load import load_model, load_tokenizer
 
     load_tokenizer("tiny-llama")
     load_model("tiny-llama")

@@ -11,11 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from asft import checkpoint as ckpt
-from asft import faults, reference
 from asft.config import load_config
 from asft.losses import LOSSES
-from asft.train import NonFiniteLossError, train
+from asft.train import NonFiniteLossError, faults, reference, train
+from asft.train import checkpoint as ckpt
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from asft.cli import AsftError
 from asft.commands.train import overrides_from_args, summary
 from asft.config import Config, load_config
-from asft.optim import build_optimizer, lr_lambda
-from asft.rundir import config_differences, plan
-from asft.sampling import DataOrder, balanced_shard, epoch_permutation
-from asft.tracking import Window, read_metrics, truncate_metrics
+from asft.errors import AsftError
 from asft.train import TrainResult
+from asft.train.optim import build_optimizer, lr_lambda
+from asft.train.rundir import config_differences, plan
+from asft.train.sampling import DataOrder, balanced_shard, epoch_permutation
+from asft.train.tracking import Window, read_metrics, truncate_metrics
 
 
 def test_data_order_is_a_function_of_seed_and_epoch():

@@ -19,11 +19,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from asft import checkpoint as ckpt
-from asft import faults
-from asft.cli import AsftError
 from asft.config import load_config
-from asft.train import StoppedBySignal, train
+from asft.errors import AsftError
+from asft.train import StoppedBySignal, faults, train
+from asft.train import checkpoint as ckpt
 from run_checks import assert_same_run
 
 pytestmark = pytest.mark.fault

@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from asft import __version__
+from asft.errors import AsftError
 
 # Order is the order shown in --help.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -25,14 +26,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "asft.commands.eval",
     "asft.commands.compare",
 )
-
-
-class AsftError(Exception):
-    """An error meant for the user: printed without a traceback, exit code 1 or ``code``."""
-
-    def __init__(self, message: str, code: int = 1):
-        super().__init__(message)
-        self.code = code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,8 +61,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # `python -m asft.cli` (as torchrun launches it) runs this file as __main__, a second copy
-    # whose AsftError is not the class the commands raise: dispatch through the real module.
-    from asft.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -15,13 +15,13 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from asft.cli import AsftError
+from asft.errors import AsftError
 
 DEFAULT_OUTPUT = Path("runs") / "compare"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from asft.evaluate.compare import DEFAULT_METHODS
+    from asft.experiments.compare import DEFAULT_METHODS
 
     p = sub.add_parser(
         "compare", help="train and evaluate several methods on equal terms; write a report",
@@ -52,8 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _settings(args):
-    from asft.evaluate.compare import DEFAULT_METHODS, CompareSettings, training_config
     from asft.evaluate.methods import parse_methods
+    from asft.experiments.compare import DEFAULT_METHODS, CompareSettings, training_config
 
     overrides = list(args.overrides)
     for flag, key in ((args.model, "model.name"), (args.data, "data.source"),
@@ -117,10 +117,10 @@ def reproduce_command(settings) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from asft.evaluate.compare import describe_machine, run_compare, training_config
     from asft.evaluate.dynamics import load_run
     from asft.evaluate.plots import plot_dynamics
-    from asft.evaluate.report import render_report
+    from asft.experiments.compare import describe_machine, run_compare, training_config
+    from asft.experiments.report import render_report
 
     settings = _settings(args)
     out = settings.output_dir

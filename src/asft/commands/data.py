@@ -107,8 +107,8 @@ def _token_table(report, tokenizer_name: str):
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from asft.cli import AsftError
     from asft.data import DataError, load_pairs
+    from asft.errors import AsftError
 
     console = Console()
     try:
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"  [yellow]skipped[/] {line}", markup=True, highlight=False)
     if args.tokenizer.lower() != "none":
         from asft.data.tokenize import tokenize_pairs
-        from asft.models import cache_root, load_tokenizer
+        from asft.model.load import cache_root, load_tokenizer
 
         try:
             tokenizer = load_tokenizer(args.tokenizer)

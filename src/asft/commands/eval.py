@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from asft.cli import AsftError
+from asft.errors import AsftError
 
 DEFAULT_DATA = "builtin:mixed"
 
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from asft.data import DataError, load_pairs
     from asft.evaluate.generation import GenerationConfig
     from asft.evaluate.heldout import EvalConfig, checker_for, evaluate_pairs
-    from asft.models import load_model, load_tokenizer
+    from asft.model.load import load_model, load_tokenizer
 
     split = args.split or default_split(args.data)
     try:

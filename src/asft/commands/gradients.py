@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from asft.cli import AsftError
+from asft.errors import AsftError
 
 DEFAULT_METHODS = "asft,dpo,orpo,simpo"
 

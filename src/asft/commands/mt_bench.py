@@ -16,7 +16,7 @@ import math
 import sys
 from pathlib import Path
 
-from asft.cli import AsftError
+from asft.errors import AsftError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -115,7 +115,7 @@ def _generator(args):
     import torch
 
     from asft.evaluate.generation import GenerationConfig, generate_responses
-    from asft.models import load_model, load_tokenizer
+    from asft.model.load import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(args.model)
     model = load_model(args.model, dtype=args.dtype)
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     from asft.evaluate import mt_bench as mb
     from asft.evaluate.generation import GenerationConfig
     from asft.evaluate.judge import JudgeClient, JudgeError
-    from asft.evaluate.progress import progress_bar
+    from asft.progress import progress_bar
 
     if args.limit is not None and args.limit < 1:
         raise AsftError(f"--limit must be >= 1, got {args.limit}")

@@ -4,7 +4,7 @@ Two layouts, one batch format:
 
 ``shared`` (default): one sequence per pair, ``prompt | chosen | rejected``. Position ids
 restart after the prompt for the rejected part, and the attention rule (built on the device by
-:func:`asft.logprobs.attention_mask_4d`) lets rejected tokens see the prompt but never the
+:func:`asft.model.logprobs.attention_mask_4d`) lets rejected tokens see the prompt but never the
 chosen tokens. The prompt is computed once per pair instead of twice (arXiv 2410.20305).
 
 ``plain``: two sequences per pair, ``prompt | chosen`` and ``prompt | rejected``, the layout

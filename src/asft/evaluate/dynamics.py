@@ -75,7 +75,7 @@ def load_run(run_dir: str | Path) -> RunCurves:
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         raise ValueError(f"{run_dir}: no metrics.jsonl (is this a training output folder?)")
-    from asft.tracking import read_metrics
+    from asft.train.tracking import read_metrics
 
     records = read_metrics(path)
     for source, keys in (("probe", PROBE_KEYS), ("train", TRAIN_KEYS)):

@@ -68,7 +68,7 @@ def checker_for(source: object) -> Checker | None:
 
 def _progress(show: bool):
     if show:
-        from asft.evaluate.progress import progress_bar
+        from asft.progress import progress_bar
 
         return progress_bar()
     from contextlib import nullcontext

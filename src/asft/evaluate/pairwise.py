@@ -1,6 +1,6 @@
 """Pairwise metrics on held-out preference pairs, from the model's own log-likelihoods.
 
-For each pair the model scores both responses (:class:`asft.logprobs.PreferenceScorer`):
+For each pair the model scores both responses (:class:`asft.model.logprobs.PreferenceScorer`):
 summed log-prob logpi(y) and mean token log-prob s(y) = logpi(y) / |y|. Reported:
 
 - ``pref_acc_mean``: % of pairs with s(y_w) > s(y_l) (length-normalized, as ASFT, ORPO
@@ -38,7 +38,7 @@ def score_pairs(
     import torch
 
     from asft.data.collate import collate
-    from asft.logprobs import PreferenceScorer, shared_layout_supported
+    from asft.model.logprobs import PreferenceScorer, shared_layout_supported
 
     if not examples:
         raise ValueError("no pairs to score")

@@ -38,8 +38,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from asft import faults
-from asft.cli import AsftError
+from asft.errors import AsftError
+from asft.train import faults
 
 DIRNAME = "checkpoints"
 MARKER = "COMPLETE"

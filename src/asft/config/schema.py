@@ -26,7 +26,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from asft.cli import AsftError
+from asft.errors import AsftError
 
 # A YAML file or override value larger than this is refused before parsing: a config is a
 # few kilobytes, and PyYAML's time and memory grow without bound on adversarial input.

@@ -12,16 +12,16 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
-from asft import checkpoint as ckpt
-from asft import faults
 from asft.config import Config, ConfigError
-from asft.rundir import MODEL_DIR
+from asft.train import checkpoint as ckpt
+from asft.train import faults
+from asft.train.rundir import MODEL_DIR
 
 
 def build_model(cfg: Config, log: Callable[[str], None]) -> Any:
     """The policy: loaded, gradient checkpointing and LoRA applied as configured."""
-    from asft.lora import apply_lora, trainable_summary
-    from asft.models import load_model
+    from asft.model.load import load_model
+    from asft.model.lora import apply_lora, trainable_summary
 
     model = load_model(cfg.model.name, dtype=cfg.model.dtype,
                        trust_remote_code=cfg.model.trust_remote_code)
@@ -66,7 +66,7 @@ def save_final_model(accelerator: Any, scorer: Any, tokenizer: Any, cfg: Config,
     ``AutoModelForCausalLM.from_pretrained`` loads the result; otherwise the adapter alone is
     saved (load it with peft). Written aside and renamed into place.
     """
-    from asft.lora import is_peft, merged
+    from asft.model.lora import is_peft, merged
 
     state = accelerator.get_state_dict(scorer)
     dest = out / MODEL_DIR

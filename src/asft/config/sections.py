@@ -8,7 +8,7 @@ built-in task with the packaged SmolLM2-135M-Instruct.
 Loading is strict: an unknown key or a value of the wrong type is a :class:`ConfigError` that
 names the file, the line and the field, with a "did you mean" suggestion. Validation runs in
 ``__post_init__``, so a config built in Python is checked exactly like one read from YAML,
-and all of it happens before any model is loaded. The machinery is in :mod:`asft.schema`.
+and all of it happens before any model is loaded. The machinery is in :mod:`asft.config.schema`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from asft import schema
-from asft.schema import (
+from asft.config import schema
+from asft.config.schema import (
     MAX_CONFIG_BYTES,
     ConfigError,
     FieldError,

@@ -29,7 +29,7 @@ from safetensors.torch import save_file
 
 from asft.config import Config
 from asft.losses import LOSSES
-from asft.sampling import balanced_shard
+from asft.train.sampling import balanced_shard
 
 CACHE_FILE = "reference_logps.safetensors"
 
@@ -49,7 +49,7 @@ class Reference(Protocol):
 
 def load_reference_model(name: str, dtype: str, trust_remote_code: bool):
     """A frozen reference model in eval mode (the single place a reference model is loaded)."""
-    from asft.models import load_model
+    from asft.model.load import load_model
 
     model = load_model(name, dtype=dtype, trust_remote_code=trust_remote_code)
     model.requires_grad_(False)
@@ -74,7 +74,7 @@ class CopyReference:
     strategy = "copy"
 
     def __init__(self, cfg: Config, accelerator: Any):
-        from asft.logprobs import PreferenceScorer
+        from asft.model.logprobs import PreferenceScorer
 
         model = load_reference_model(cfg.reference.model or cfg.model.name, cfg.model.dtype,
                                      cfg.model.trust_remote_code)

@@ -70,9 +70,9 @@ def resolve_model(name: str) -> str:
 
     SmolLM2 aliases map to the converted packaged GGUF when available (converting it on first
     use, about 20 s), else to the hub id; ``tiny-llama[-HxL]`` maps to a random tiny model
-    built locally (:mod:`asft.tiny`). Anything else is returned unchanged.
+    built locally (:mod:`asft.model.tiny`). Anything else is returned unchanged.
     """
-    from asft import tiny
+    from asft.model import tiny
 
     if tiny.is_tiny(name):
         return str(tiny.materialize(name, cache_root()))

@@ -1,7 +1,7 @@
 """The output folder of a run: what it holds, and whether a new run may use it.
 
 ``<output_dir>/`` holds ``config.yaml`` (resolved), ``data_report.json``, ``metrics.jsonl``,
-``tensorboard/``, ``checkpoints/`` (:mod:`asft.checkpoint`), ``reference_logps.safetensors``
+``tensorboard/``, ``checkpoints/`` (:mod:`asft.train.checkpoint`), ``reference_logps.safetensors``
 (reference strategy ``cache``), the final ``model/`` and ``summary.json``. A fresh run refuses a
 folder that holds progress (unless told to overwrite it); ``--resume`` continues from its newest
 complete checkpoint, provided the config matches the one the checkpoint was trained with.
@@ -14,9 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from asft import checkpoint as ckpt
-from asft.cli import AsftError
 from asft.config import Config, ConfigError, from_dict, parse_yaml, to_dict
+from asft.errors import AsftError
+from asft.train import checkpoint as ckpt
 
 SUMMARY_FILE = "summary.json"
 DATA_REPORT = "data_report.json"

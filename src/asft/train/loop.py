@@ -3,9 +3,9 @@
 Data flows one way: pairs -> tokens -> batches -> log-probs -> loss -> optimizer step ->
 metrics. The loss is looked up by name in the registry; the loop has no per-loss branch.
 A reference model exists only when ``LOSSES[name].needs_reference`` (see
-:mod:`asft.reference`). Each optimizer step sees ``batch_size x processes x grad_accum`` pairs
-chosen by :class:`asft.sampling.DataOrder` from (seed, epoch) alone, so a run resumed from a
-checkpoint (:mod:`asft.checkpoint`) continues exactly as the uninterrupted run would have.
+:mod:`asft.train.reference`). Each optimizer step sees ``batch_size x processes x grad_accum`` pairs
+chosen by :class:`asft.train.sampling.DataOrder` from (seed, epoch) alone, so a run resumed from a
+checkpoint (:mod:`asft.train.checkpoint`) continues exactly as the uninterrupted run would have.
 
 Run it from Python with :func:`train`, or as ``asft train`` (single process) and
 ``torchrun --nproc_per_node N -m asft.cli train ...`` or ``accelerate launch -m asft.cli train``
@@ -30,15 +30,15 @@ from typing import Any
 
 import torch
 
-from asft import checkpoint as ckpt
-from asft import faults, rundir
-from asft.cli import AsftError
 from asft.config import Config, to_dict, to_yaml
-from asft.optim import build_optimizer, lr_lambda
-from asft.policy import build_model, load_trainable, save_final_model, trainable_names
-from asft.rundir import DATA_REPORT, SUMMARY_FILE, default_output_dir
-from asft.sampling import DataOrder, balanced_shard
-from asft.tracking import MetricsWriteError, Window
+from asft.errors import AsftError
+from asft.train import checkpoint as ckpt
+from asft.train import faults, rundir
+from asft.train.optim import build_optimizer, lr_lambda
+from asft.train.policy import build_model, load_trainable, save_final_model, trainable_names
+from asft.train.rundir import DATA_REPORT, SUMMARY_FILE, default_output_dir
+from asft.train.sampling import DataOrder, balanced_shard
+from asft.train.tracking import MetricsWriteError, Window
 
 
 class NonFiniteLossError(AsftError):
@@ -109,7 +109,7 @@ def load_examples(cfg: Config, tokenizer: Any, log: Callable[[str], None],
     ``report_path`` (JSON) when given."""
     from asft.data import DataError, load_pairs
     from asft.data.tokenize import tokenize_pairs
-    from asft.models import cache_root
+    from asft.model.load import cache_root
 
     try:
         loaded = load_pairs(cfg.data.source, limit=cfg.data.limit)
@@ -197,11 +197,11 @@ def train(config: Config, *, resume: bool = False, overwrite: bool = False,
     from transformers.utils import logging as hf_logging
 
     from asft.data.collate import collate
-    from asft.logprobs import PreferenceScorer, move_batch, shared_layout_supported
     from asft.losses import LOSSES, SequenceStats, compute
-    from asft.models import load_tokenizer
-    from asft.reference import build as build_reference
-    from asft.tracking import Tracker, read_metrics
+    from asft.model.load import load_tokenizer
+    from asft.model.logprobs import PreferenceScorer, move_batch, shared_layout_supported
+    from asft.train.reference import build as build_reference
+    from asft.train.tracking import Tracker, read_metrics
 
     t_start = time.perf_counter()
     cfg = config
@@ -222,7 +222,7 @@ def train(config: Config, *, resume: bool = False, overwrite: bool = False,
     sharded = accelerator.distributed_type.value in ("FSDP", "DEEPSPEED")
     if sharded and (cfg.checkpoint.every or resume):
         # Their optimizer state is sharded and laid out by the engine: saving it from one
-        # process, as asft.checkpoint does, would not resume exactly.
+        # process, as asft.train.checkpoint does, would not resume exactly.
         raise AsftError(f"resumable checkpoints are not supported under "
                         f"{accelerator.distributed_type.value} yet; set checkpoint.every: 0 "
                         "(the final model is still saved) or train with DDP")

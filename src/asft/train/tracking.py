@@ -27,9 +27,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from asft import faults
-from asft.cli import AsftError
 from asft.config import LoggingConfig
+from asft.errors import AsftError
+from asft.train import faults
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -119,7 +119,7 @@ class Tracker:
         try:
             import wandb
         except ImportError:
-            from asft.cli import AsftError
+            from asft.errors import AsftError
 
             raise AsftError("logging.wandb_project is set but wandb is not installed: "
                             "pip install wandb (or set logging.wandb_project: null)") from None

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from asft.evaluate.methods import MethodSpec
-from asft.evaluate.report import MethodResult
+from asft.experiments.report import MethodResult
 
 DEFAULT_METHODS = "sft,dpo,orpo,simpo,asft,asft:beta=0.1,sft_weight=0"
 RESULT_FILE = "result.json"
@@ -115,7 +115,7 @@ def run_job(settings: CompareSettings, method: MethodSpec | None) -> MethodResul
     from asft.data import load_pairs
     from asft.evaluate.generation import GenerationConfig
     from asft.evaluate.heldout import EvalConfig, checker_for, evaluate_pairs
-    from asft.models import load_model, load_tokenizer
+    from asft.model.load import load_model, load_tokenizer
 
     cfg = training_config(settings, method)
     label = method.label if method is not None else "base"

@@ -1,0 +1,37 @@
+"""Configuration: nested dataclasses with documented fields, YAML in, resolved YAML out.
+
+:mod:`asft.config.sections` holds the sections of a run (model, data, loss, reference, optim,
+training, logging, checkpoint); :mod:`asft.config.schema` the machinery that reads them
+strictly (file:line errors with "did you mean") and writes the commented ``config.yaml``.
+"""
+
+from asft.config.sections import (
+    MAX_CONFIG_BYTES,
+    CheckpointConfig,
+    Config,
+    ConfigError,
+    DataConfig,
+    FieldError,
+    LoggingConfig,
+    LoraConfig,
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    ReferenceConfig,
+    TrainingConfig,
+    describe,
+    field_docs,
+    from_dict,
+    load_config,
+    parse_override,
+    parse_yaml,
+    to_dict,
+    to_yaml,
+)
+
+__all__ = [
+    "MAX_CONFIG_BYTES", "CheckpointConfig", "Config", "ConfigError", "DataConfig", "FieldError",
+    "LoggingConfig", "LoraConfig", "LossConfig", "ModelConfig", "OptimConfig", "ReferenceConfig",
+    "TrainingConfig", "describe", "field_docs", "from_dict", "load_config", "parse_override",
+    "parse_yaml", "to_dict", "to_yaml",
+]
