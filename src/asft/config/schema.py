@@ -78,6 +78,12 @@ class Section:
     def validate(self) -> None:
         """Range and consistency checks; raise :class:`FieldError` naming the field."""
 
+    @classmethod
+    def field_choices(cls) -> dict[str, list[str]]:
+        """Field name -> the values it accepts, for fields whose choices only a registry knows
+        (a docstring would have to copy them); :func:`field_docs` appends them to the docs."""
+        return {}
+
 
 def require(cond: bool, name: str, message: str) -> None:
     if not cond:
@@ -337,7 +343,8 @@ def parse_override(item: str) -> tuple[str, Any]:
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """Field name -> the docstring written under it in the class body (dedented, one line)."""
+    """Field name -> the docstring written under it in the class body (dedented, one line),
+    followed by the field's :meth:`Section.field_choices`, if any."""
     source = textwrap.dedent(inspect.getsource(cls))
     body = ast.parse(source).body[0].body
     docs: dict[str, str] = {}
@@ -346,6 +353,9 @@ def field_docs(cls: type) -> dict[str, str]:
                 and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
                 and isinstance(nxt.value.value, str)):
             docs[stmt.target.id] = " ".join(nxt.value.value.split())
+    choices = cls.field_choices() if issubclass(cls, Section) else {}
+    for name, values in choices.items():
+        docs[name] = f"{docs.get(name, '')} One of: {', '.join(values)}.".lstrip()
     return docs
 
 

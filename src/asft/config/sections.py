@@ -31,7 +31,6 @@ from asft.config.schema import (
     parse_yaml,
     require,
     set_path,
-    suggest,
     to_dict,
 )
 
@@ -143,30 +142,33 @@ class LossConfig(Section):
     """The training objective, by its name in the loss registry (``asft losses`` lists them)."""
 
     name: str = "asft"
-    """Registered loss name: asft, sft, dpo, ipo, hinge, rpo, orpo, simpo, cpo, ..."""
+    """Registered loss name (``asft losses`` shows each one's hyperparameters)."""
 
     hparams: dict[str, float] = field(default_factory=dict)
     """Overrides of the loss's hyperparameters (e.g. ``{lam: 1.0, beta: 0.1}``); the written
     config.yaml lists every hyperparameter with the value used."""
 
-    def validate(self) -> None:
-        from asft.losses import LOSSES, resolve_hparams
+    @classmethod
+    def field_choices(cls) -> dict[str, list[str]]:
+        from asft.losses import LOSSES
 
-        if self.name not in LOSSES:
-            raise FieldError("name", f"unknown loss {self.name!r}{suggest(self.name, LOSSES)}; "
-                                     f"valid: {', '.join(sorted(LOSSES))}")
-        unknown = [k for k in self.hparams if k not in LOSSES[self.name].defaults]
-        if unknown:
-            valid = ", ".join(LOSSES[self.name].defaults) or "none"
-            raise FieldError(f"hparams.{unknown[0]}",
-                             f"loss {self.name!r} has no hyperparameter {unknown[0]!r}"
-                             f"{suggest(unknown[0], LOSSES[self.name].defaults)}; valid: {valid}")
-        self.hparams = resolve_hparams(self.name, **self.hparams)
+        return {"name": list(LOSSES)}
+
+    def validate(self) -> None:
+        from asft.losses import LossArgumentError, resolve_hparams
+
+        # The registry is the one judge of names and values; here its error only gains the
+        # field it is about, so that the loader can point at that line of the file.
+        try:
+            self.hparams = resolve_hparams(self.name, **self.hparams)
+        except LossArgumentError as err:
+            where = "name" if err.hparam is None else f"hparams.{err.hparam}"
+            raise FieldError(where, str(err)) from None
 
 
 @dataclass
 class ReferenceConfig(Section):
-    """The reference model, built only for losses that need one (DPO, IPO, hinge, RPO, ...)."""
+    """The reference model, built only for losses that need one (``asft losses`` says which)."""
 
     strategy: Literal["auto", "copy", "adapter", "cache"] = "auto"
     """``copy``: a frozen copy of the model; ``adapter``: the LoRA base weights with the adapter

@@ -1,12 +1,14 @@
 """Preference losses: pure functions of per-sequence statistics, one file each, one registry.
 
 The single public entry point is :func:`compute`; :data:`LOSSES` lists what is registered
-(``asft``, ``sft``, ``dpo``, ``ipo``, ``hinge``, ``rpo``, ``orpo``, ``simpo``, ``cpo``).
-Formulas, defaults and metric keys: docs/losses.md.
+(``asft losses`` prints it). :func:`get_spec` and :func:`resolve_hparams` are the one place
+where a loss name or hyperparameter is checked: config validation, method specs and
+:func:`compute` all go through them. Formulas, defaults and metric keys: docs/losses.md.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 from numbers import Real
 
@@ -37,6 +39,7 @@ from asft.losses.base import (
 
 __all__ = [
     "LOSSES",
+    "LossArgumentError",
     "LossSpec",
     "SequenceStats",
     "compute",
@@ -46,39 +49,73 @@ __all__ = [
 ]
 
 
+def _suggest(word: object, choices: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or ''. The same words as
+    :func:`asft.config.schema.suggest`, written out here because a loss imports nothing of
+    asft (the import rules in pyproject.toml)."""
+    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class LossArgumentError(ValueError):
+    """An unknown loss name, or a bad hyperparameter of a registered loss.
+
+    Attributes:
+        hparam: the offending hyperparameter's name, or None when the loss name itself is
+            unknown (lets a config error point at ``loss.name`` or ``loss.hparams.<key>``).
+    """
+
+    def __init__(self, message: str, hparam: str | None = None):
+        super().__init__(message)
+        self.hparam = hparam
+
+
 def get_spec(name: str) -> LossSpec:
-    """The registered :class:`LossSpec` for ``name``; ValueError listing valid names otherwise."""
+    """The registered :class:`LossSpec` for ``name``.
+
+    Raises:
+        LossArgumentError: unknown ``name``, with a "did you mean" and the valid names.
+    """
     try:
         return LOSSES[name]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown loss {name!r}; valid losses: {', '.join(sorted(LOSSES))}"
+        valid = ", ".join(sorted(LOSSES))
+        raise LossArgumentError(
+            f"unknown loss {name!r}{_suggest(name, list(LOSSES))}; valid losses: {valid}"
         ) from None
 
 
-def resolve_hparams(name: str, **hparams: float) -> dict[str, float]:
+def resolve_hparams(name: str, /, **hparams: float) -> dict[str, float]:
     """Defaults of loss ``name`` overridden by ``hparams``, as floats.
 
-    Raises a ValueError for an unknown loss, an unknown hyperparameter (listing the valid ones
-    with their defaults), or a value that is not a finite real number in range (> 0 for the
-    loss's ``positive`` ones, such as beta and tau; >= 0 for the others).
+    ``name`` is positional-only so that any key of ``hparams`` (even ``name``) is judged as a
+    hyperparameter.
+
+    Raises:
+        LossArgumentError: an unknown loss; an unknown hyperparameter (with a "did you mean"
+            and the valid ones with their defaults); or a value that is not a finite real
+            number in range (> 0 for the loss's ``positive`` ones, such as beta and tau;
+            >= 0 for the others).
     """
     spec = get_spec(name)
     valid = ", ".join(f"{k}={v:g}" for k, v in spec.defaults.items()) or "none"
-    unknown = sorted(set(hparams) - set(spec.defaults))
+    unknown = [k for k in hparams if k not in spec.defaults]
     if unknown:
-        raise ValueError(
-            f"unknown hyperparameter(s) {', '.join(unknown)} for loss {name!r}; valid: {valid}"
+        named = ", ".join(f"{k}{_suggest(k, list(spec.defaults))}" for k in unknown)
+        raise LossArgumentError(
+            f"unknown hyperparameter(s) {named} for loss {name!r}; valid: {valid}", unknown[0]
         )
     resolved = dict(spec.defaults)
     for key, value in hparams.items():
         if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-            raise ValueError(f"loss {name!r}: {key} must be a finite number, got {value!r}")
+            raise LossArgumentError(
+                f"loss {name!r}: {key} must be a finite number, got {value!r}", key
+            )
         value = float(value)
         if key in spec.positive and value <= 0:
-            raise ValueError(f"loss {name!r}: {key} must be > 0, got {value:g}")
+            raise LossArgumentError(f"loss {name!r}: {key} must be > 0, got {value:g}", key)
         if value < 0:
-            raise ValueError(f"loss {name!r}: {key} must be >= 0, got {value:g}")
+            raise LossArgumentError(f"loss {name!r}: {key} must be >= 0, got {value:g}", key)
         resolved[key] = value
     return resolved
 
@@ -102,7 +139,7 @@ def compute(name: str, stats: SequenceStats, **hparams: float) -> tuple[torch.Te
     ``rewards/chosen``, ``rewards/rejected``, ``rewards/margin`` and ``rewards/accuracy``.
 
     Args:
-        name: a key of :data:`LOSSES` (``asft``, ``sft``, ``dpo``, ...).
+        name: a key of :data:`LOSSES` (``asft losses`` lists them).
         stats: the batch's :class:`SequenceStats`, every tensor of shape [B].
         **hparams: overrides of the loss's defaults; unknown names raise a ValueError.
 

@@ -27,6 +27,8 @@ __all__ = ["asft_loss", "log_odds"]
     "asft",
     paper="2409.10571",
     summary="NLL of chosen + one absolute-likelihood BCE per response",
+    formula="sft_weight · (-s_w) + lam · [-log σ(beta · r_w) - log σ(-beta · r_l)]",
+    related=("2502.01237",),  # beta (temperature) and sft_weight = 0 (two-stage)
     positive=("beta",),
     lam=1.0,
     beta=1.0,

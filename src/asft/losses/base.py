@@ -87,8 +87,11 @@ class LossSpec:
         defaults: every hyperparameter the loss accepts, with its default value.
         needs_reference: True when the loss reads ``ref_*_logps`` (a reference model is loaded).
         paper: arXiv id of the method, for docs and reports.
-        summary: one line for ``asft losses`` and the README table.
+        summary: one line for ``asft losses`` and the loss tables of the docs.
         positive: hyperparameters that must be > 0 (the others must be >= 0).
+        formula: the per-pair loss in the symbols of docs/losses.md (plain text, one line).
+        related: further arXiv ids: variants this implementation covers, or other papers
+            proposing the same loss.
     """
 
     name: str
@@ -98,6 +101,8 @@ class LossSpec:
     paper: str = ""
     summary: str = ""
     positive: tuple[str, ...] = ()
+    formula: str = ""
+    related: tuple[str, ...] = ()
 
 
 LOSSES: dict[str, LossSpec] = {}
@@ -110,6 +115,8 @@ def register(
     paper: str = "",
     summary: str = "",
     positive: tuple[str, ...] = (),
+    formula: str = "",
+    related: tuple[str, ...] = (),
     **defaults: float,
 ) -> Callable[[LossFn], LossFn]:
     """Decorator that adds ``fn`` to :data:`LOSSES` under ``name`` with its hyperparameter defaults."""
@@ -121,7 +128,8 @@ def register(
         if unknown:
             raise ValueError(f"loss {name!r}: positive names unknown hyperparameters {unknown}")
         LOSSES[name] = LossSpec(
-            name, fn, dict(defaults), needs_reference, paper, summary, tuple(positive)
+            name, fn, dict(defaults), needs_reference, paper, summary, tuple(positive),
+            formula, tuple(related),
         )
         return fn
 

@@ -21,6 +21,7 @@ from asft.losses.base import Metrics, SequenceStats, register, reward_metrics
     "cpo",
     paper="2401.08417",
     summary="logistic loss on the summed log-prob margin + alpha * NLL of chosen",
+    formula="-log σ(beta · (logpi_w - logpi_l)) + alpha · (-s_w)",
     positive=("beta",),
     beta=0.1,
     alpha=1.0,

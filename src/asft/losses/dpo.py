@@ -21,6 +21,7 @@ from asft.losses.base import Metrics, SequenceStats, register, reward_metrics
     needs_reference=True,
     paper="2305.18290",
     summary="logistic loss on the policy/reference log-ratio margin",
+    formula="-log σ(beta · (Delta_w - Delta_l))",
     positive=("beta",),
     beta=0.1,
 )

@@ -19,6 +19,8 @@ from asft.losses.base import Metrics, SequenceStats, register, reward_metrics
     needs_reference=True,
     paper="2305.10425",
     summary="hinge on the policy/reference log-ratio margin (SLiC-HF, RSO)",
+    formula="max(0, 1 - beta · (Delta_w - Delta_l))",
+    related=("2309.06657",),  # RSO, the same loss on sampled pairs
     positive=("beta",),
     beta=0.1,
 )

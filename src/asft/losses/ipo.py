@@ -22,6 +22,7 @@ from asft.losses.base import Metrics, SequenceStats, register, reward_metrics
     needs_reference=True,
     paper="2310.12036",
     summary="squared loss pulling the mean-log-prob ratio margin to 1/(2 tau)",
+    formula="(Delta'_w - Delta'_l - 1/(2 tau))²",
     positive=("tau",),
     tau=0.1,
 )

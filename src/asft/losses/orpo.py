@@ -19,6 +19,7 @@ from asft.losses.base import Metrics, SequenceStats, log_odds, register
     "orpo",
     paper="2403.07691",
     summary="NLL of chosen + lam * logistic loss on the log odds ratio",
+    formula="-s_w - lam · log σ(r_w - r_l)",
     lam=0.1,
 )
 def orpo_loss(stats: SequenceStats, lam: float) -> tuple[torch.Tensor, Metrics]:

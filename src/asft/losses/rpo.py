@@ -21,6 +21,7 @@ from asft.losses.dpo import dpo_loss
     needs_reference=True,
     paper="2405.16436",
     summary="DPO + alpha * mean-token NLL of the chosen response",
+    formula="-log σ(beta · (Delta_w - Delta_l)) + alpha · (-s_w)",
     positive=("beta",),
     beta=0.1,
     alpha=1.0,

@@ -12,7 +12,7 @@ import torch
 from asft.losses.base import Metrics, SequenceStats, register
 
 
-@register("sft", summary="mean-token NLL of the chosen response")
+@register("sft", summary="mean-token NLL of the chosen response", formula="-s_w")
 def sft_loss(stats: SequenceStats) -> tuple[torch.Tensor, Metrics]:
     """Per-example loss -s_w [B]. Metrics: ``terms/sft`` (the same value, detached)."""
     sft = -stats.mean_chosen()

@@ -21,6 +21,7 @@ from asft.losses.base import Metrics, SequenceStats, register, reward_metrics
     "simpo",
     paper="2405.14734",
     summary="logistic loss on the mean-log-prob margin minus gamma",
+    formula="-log σ(beta · (s_w - s_l) - gamma)",
     positive=("beta",),
     beta=2.0,
     gamma=0.5,
