@@ -1,6 +1,6 @@
 # The two commands of the README's quick start:
 #   make demo   set up .venv, then train ASFT on the built-in task with the packaged SmolLM2
-#   make test   set up .venv with the dev extras, then run the test suite
+#   make test   set up .venv with the dev extras, then ruff, the import contracts and the tests
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -22,10 +22,12 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/lint-imports
 
 $(VENV)/.bench: $(VENV)/.installed
 	$(PIP) install -c constraints.txt -e ".[dev,bench]"

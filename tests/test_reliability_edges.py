@@ -127,7 +127,7 @@ def test_a_model_with_extreme_log_probs_trains(name, tmp_path, monkeypatch):
             model.get_output_embeddings().weight.mul_(1e4)
         return model
 
-    monkeypatch.setattr("asft.train.loop.build_model", peaked)
+    monkeypatch.setattr("asft.train.setup.build_model", peaked)
     out = tmp_path / "run"
     train(load_config(None, [*BASE, f"loss.name={name}", "training.max_steps=2",
                              "training.batch_size=4", "training.precision=bf16-mixed",

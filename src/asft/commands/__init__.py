@@ -1,1 +1,1 @@
-"""One module per ``asft`` subcommand; see :mod:`asft.cli`."""
+"""The `asft` subcommands, one module each, registered by :mod:`asft.cli`."""

@@ -34,54 +34,30 @@ def score_pairs(
     ``examples`` are tokenized pairs (``prompt_ids``, ``chosen_ids``, ``rejected_ids``).
     Pairs are batched by length and packed; the prompt is computed once per pair when the
     model honours the shared layout's 4D mask, else each sequence is scored on its own.
+    The scoring itself is :func:`asft.model.scoring.score_pairs`, as in the training probe.
     """
-    import torch
-
     from asft.data.collate import collate
     from asft.model.logprobs import PreferenceScorer, shared_layout_supported
+    from asft.model.scoring import score_pairs as score
 
     if not examples:
         raise ValueError("no pairs to score")
     layout = "shared" if shared_layout_supported(model) else "plain"
-    scorer = PreferenceScorer(model)
-    n = len(examples)
-    out = torch.zeros(4, n, dtype=torch.float64)
-
-    def length(i: int) -> int:
-        ex = examples[i]
-        return len(ex.prompt_ids) + len(ex.chosen_ids) + len(ex.rejected_ids)
-
-    order = sorted(range(n), key=length, reverse=True)
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            batch = collate([examples[i] for i in idx], pad_id, layout, pack=True)
-            with torch.inference_mode():
-                logps, tokens = scorer(batch)
-            b = len(idx)
-            rows = torch.stack([logps[:b], logps[b:], tokens[:b], tokens[b:]]).double().cpu()
-            out[:, idx] = rows
-            if on_batch is not None:
-                on_batch(b)
-    finally:
-        model.train(was_training)
-    return out[0], out[1], out[2], out[3]
+    table = score(PreferenceScorer(model), examples,
+                  lambda exs: collate(list(exs), pad_id, layout, pack=True), batch_size,
+                  on_batch=on_batch)
+    return table[0], table[1], table[2], table[3]
 
 
 def pairwise_metrics(chosen_logps, rejected_logps, chosen_tokens, rejected_tokens) -> dict[str, float]:
     """The metrics of the module docstring from per-pair summed log-probs and token counts [N]."""
-    s_w = chosen_logps / chosen_tokens.clamp_min(1)
-    s_l = rejected_logps / rejected_tokens.clamp_min(1)
+    import torch
+
+    from asft.model.scoring import pair_means
+
+    means = pair_means(torch.stack([chosen_logps, rejected_logps, chosen_tokens, rejected_tokens]))
     return {
-        "pref_acc_mean": 100.0 * (s_w > s_l).double().mean().item(),
-        "pref_acc_sum": 100.0 * (chosen_logps > rejected_logps).double().mean().item(),
-        "logps_chosen": s_w.mean().item(),
-        "logps_rejected": s_l.mean().item(),
-        "margin": (s_w - s_l).mean().item(),
-        "logps_sum_chosen": chosen_logps.mean().item(),
-        "logps_sum_rejected": rejected_logps.mean().item(),
-        "margin_sum": (chosen_logps - rejected_logps).mean().item(),
-        "pairs": int(s_w.numel()),
+        "pref_acc_mean": 100.0 * means.pop("accuracy"),
+        "pref_acc_sum": 100.0 * means.pop("accuracy_sum"),
+        **means,
     }

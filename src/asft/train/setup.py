@@ -1,0 +1,309 @@
+"""Setting a run up: processes, run folder, data, model, optimizer, resume point, reference.
+
+:func:`setup` returns a :class:`Run`, everything the loop (:mod:`asft.train.loop`) and the
+step (:mod:`asft.train.step`) need, so that neither re-derives anything from the config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from asft.config import Config, to_dict, to_yaml
+from asft.errors import AsftError
+from asft.train import checkpoint as ckpt
+from asft.train import rundir
+from asft.train.distributed import broadcast, has_accelerator
+from asft.train.optim import build_optimizer, lr_lambda
+from asft.train.policy import build_model, load_trainable
+from asft.train.reference import Reference
+from asft.train.rundir import DATA_REPORT, default_output_dir
+from asft.train.sampling import DataOrder
+from asft.train.stopping import StopSignal
+from asft.train.tracking import Tracker, Window
+
+
+@dataclass
+class Run:
+    """A training run between :func:`setup` and the loop's finish.
+
+    Attributes:
+        cfg: the resolved config (``output_dir`` filled in).
+        accelerator: the accelerate ``Accelerator`` (device, processes, mixed precision).
+        out: the run folder; ``config_text`` the resolved ``config.yaml`` written there.
+        console: the rich Console of messages and the progress bar.
+        tokenizer: the model's tokenizer (saved beside the final model).
+        train_ex, probe_ex: tokenized training pairs and the held-out probe pairs.
+        order: which pairs each process sees at each step (:class:`DataOrder`).
+        total: optimizer steps of the whole run (including those before a resume).
+        scorer: the prepared (DDP-wrapped when distributed) PreferenceScorer being trained.
+        optimizer, scheduler: the prepared optimizer and its LR schedule (stepped by hand).
+        make_batch: tokenized pairs -> a collated batch on the device, in the run's layout.
+        window: metrics averaged over the current logging window.
+        tracker: metrics.jsonl, TensorBoard, W&B and the progress bar (main process only).
+        reference: reference log-probs, or None when the loss needs none.
+        start_step: the step training starts after (0, or the checkpoint's step).
+        resume_from: the checkpoint resumed from; last_ckpt the newest one written or read.
+        stop_signal: SIGTERM/SIGINT turned into a stop request (installed by the loop).
+        t_start: ``time.perf_counter()`` when setup began.
+    """
+
+    cfg: Config
+    accelerator: Any
+    out: Path
+    config_text: str
+    console: Any
+    tokenizer: Any
+    train_ex: list[Any]
+    probe_ex: list[Any]
+    order: DataOrder
+    total: int
+    scorer: Any
+    optimizer: Any
+    scheduler: Any
+    make_batch: Callable[[Sequence[Any]], dict]
+    window: Window
+    tracker: Tracker | None = None
+    reference: Reference | None = None
+    start_step: int = 0
+    resume_from: Path | None = None
+    last_ckpt: Path | None = None
+    stop_signal: StopSignal | None = None
+    t_start: float = 0.0
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def inner(self) -> Any:
+        """The PreferenceScorer without its DDP/FSDP wrapper."""
+        return self.accelerator.unwrap_model(self.scorer)
+
+    def log(self, message: str) -> None:
+        if self.main:
+            self.console.print(message, highlight=False)
+
+    def batch(self, indices: Sequence[int]) -> dict:
+        """The training pairs at ``indices``, collated on the device."""
+        return self.make_batch([self.train_ex[i] for i in indices])
+
+
+def setup(config: Config, *, resume: bool, overwrite: bool, console: Any = None) -> Run:
+    """Everything :func:`asft.train.train` documents, up to the first step."""
+    from accelerate.utils import set_seed
+    from rich.console import Console
+
+    t_start = time.perf_counter()
+    if resume and config.output_dir is None:
+        raise AsftError("--resume needs the folder of the run to continue: pass --output-dir")
+    accelerator = start_accelerator(config, resume)
+    main = accelerator.is_main_process
+    out = Path(broadcast(accelerator, config.output_dir or str(default_output_dir(config))
+                         if main else None))
+    cfg = dataclasses.replace(config, output_dir=str(out))
+    config_text = to_yaml(cfg)
+    resume_from, notes = plan_folder(accelerator, cfg, out, config_text, resume, overwrite)
+    console = console or Console(stderr=True)
+
+    def log(message: str) -> None:
+        if main:
+            console.print(message, highlight=False)
+
+    for note in notes:
+        log(note)
+    set_seed(cfg.seed)
+    # The main process converts or builds the model and fills the token cache first; the
+    # others then read both from the cache instead of racing to write them.
+    with accelerator.main_process_first():
+        tokenizer = explain_load("tokenizer", cfg, lambda: _tokenizer(cfg))
+        train_ex, probe_ex = load_examples(cfg, tokenizer, log, out / DATA_REPORT if main else None)
+    try:
+        order = DataOrder(len(train_ex), cfg.training.batch_size, accelerator.num_processes,
+                          cfg.training.grad_accum, cfg.seed)
+    except ValueError as err:
+        raise AsftError(str(err)) from None
+    total = cfg.training.max_steps or cfg.training.epochs * order.steps_per_epoch
+    model = explain_load("model", cfg, lambda: build_model(cfg, log))
+    scorer, optimizer, scheduler = _optimization(cfg, accelerator, model, total)
+    run = Run(cfg, accelerator, out, config_text, console, tokenizer, train_ex, probe_ex, order,
+              total, scorer, optimizer, scheduler, _batcher(cfg, accelerator, model, tokenizer, log),
+              Window(accelerator.device), resume_from=resume_from, last_ckpt=resume_from,
+              t_start=t_start)
+    tracker_state = restore(run, resume_from) if resume_from is not None else {}
+    _attach_reference(run)
+    run.tracker = Tracker(cfg.logging, out, total, run.start_step, to_dict(cfg), enabled=main,
+                          state=tracker_state, console=console)
+    return run
+
+
+def start_accelerator(cfg: Config, resume: bool) -> Any:
+    """An Accelerator for this process, after checking the launch set up what it claims."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+    from transformers.utils import logging as hf_logging
+
+    # accelerate keeps its settings in process-wide singletons; a process that trains twice
+    # (asft compare runs several methods) may change precision or accumulation in between.
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+    hf_logging.disable_progress_bar()
+    accelerator = Accelerator(cpu=not has_accelerator(),
+                              mixed_precision={"fp32": "no", "bf16-mixed": "bf16"}[cfg.training.precision],
+                              gradient_accumulation_steps=cfg.training.grad_accum)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if accelerator.num_processes != world:
+        raise AsftError(f"{world} processes were launched but accelerate set up "
+                        f"{accelerator.num_processes}; each would train alone into the same folder")
+    kind = accelerator.distributed_type.value
+    if kind in ("FSDP", "DEEPSPEED") and (cfg.checkpoint.every or resume):
+        # Their optimizer state is sharded and laid out by the engine: saving it from one
+        # process, as asft.train.checkpoint does, would not resume exactly.
+        raise AsftError(f"resumable checkpoints are not supported under {kind} yet; set "
+                        "checkpoint.every: 0 (the final model is still saved) or train with DDP")
+    return accelerator
+
+
+def plan_folder(accelerator: Any, cfg: Config, out: Path, config_text: str, resume: bool,
+                overwrite: bool) -> tuple[Path | None, list[str]]:
+    """(checkpoint to resume from, notes for the log), decided by the main process for all;
+    the main process also clears stale temporary folders and writes ``config.yaml``."""
+    plan: Any = None
+    if accelerator.is_main_process:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            plan = rundir.plan(cfg, out, resume, overwrite)
+            ckpt.clean_stale(out / ckpt.DIRNAME)
+            (out / "config.yaml").write_text(config_text)
+        except (AsftError, OSError) as err:
+            plan = err if isinstance(err, AsftError) else AsftError(f"cannot use {out}: {err}")
+    return broadcast(accelerator, plan)
+
+
+def _tokenizer(cfg: Config) -> Any:
+    from asft.model.load import load_tokenizer
+
+    return load_tokenizer(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code)
+
+
+def load_examples(cfg: Config, tokenizer: Any, log: Callable[[str], None],
+                  report_path: Path | None = None) -> tuple[list[Any], list[Any]]:
+    """(training pairs, probe pairs), tokenized; the probe is ``data.probe_size`` pairs drawn
+    with the seed and held out of training. Writes what loading and tokenizing dropped to
+    ``report_path`` (JSON) when given."""
+    from asft.data import DataError, load_pairs
+    from asft.data.tokenize import tokenize_pairs
+    from asft.model.load import cache_root
+
+    try:
+        loaded = load_pairs(cfg.data.source, limit=cfg.data.limit)
+    except DataError as err:
+        raise AsftError(f"data.source {cfg.data.source!r}: {err}") from None
+    tok = tokenize_pairs(loaded.pairs, tokenizer, max_length=cfg.data.max_length,
+                         max_prompt_length=cfg.data.max_prompt_length,
+                         cache_dir=cache_root() / "tokens", overflow=cfg.data.overflow,
+                         progress=report_path is not None)
+    dropped = tok.report.num_dropped
+    log(f"data: {len(tok.examples)} pairs from {cfg.data.source}"
+        + (f"; {loaded.report.num_skipped} records skipped" if loaded.report.num_skipped else "")
+        + (f"; {dropped} pairs dropped ({', '.join(f'{k} {v}' for k, v in tok.report.dropped.items())})"
+           if dropped else ""))
+    if report_path is not None:
+        ckpt.write_json(report_path, {"load": loaded.report.to_dict(), "tokenize": tok.report.to_dict()})
+    examples = list(tok.examples)
+    n_probe = min(cfg.data.probe_size, len(examples) // 2)
+    probe_idx = set(random.Random(cfg.seed).sample(range(len(examples)), n_probe))
+    probe = [ex for i, ex in enumerate(examples) if i in probe_idx]
+    train = [ex for i, ex in enumerate(examples) if i not in probe_idx]
+    return train, probe
+
+
+def _batcher(cfg: Config, accelerator: Any, model: torch.nn.Module, tokenizer: Any,
+             log: Callable[[str], None]) -> Callable[[Sequence[Any]], dict]:
+    """Pairs -> a batch on the device, in the configured layout if the model supports it."""
+    from asft.data.collate import collate
+    from asft.model.logprobs import move_batch, shared_layout_supported
+
+    layout, pack = cfg.data.layout, cfg.data.pack
+    # Both the shared layout and packing rest on the 4D mask; check the model honours it once.
+    if (layout == "shared" or pack) and not shared_layout_supported(model):
+        log("data: this model ignores the 4D attention mask; using the 'plain' layout without packing")
+        layout, pack = "plain", False
+    pad_id = tokenizer.pad_token_id
+    return lambda examples: move_batch(collate(list(examples), pad_id, layout, pack=pack),
+                                       accelerator.device)
+
+
+def _optimization(cfg: Config, accelerator: Any, model: torch.nn.Module,
+                  total: int) -> tuple[Any, Any, Any]:
+    """(prepared scorer, prepared optimizer, LR scheduler) for ``total`` steps."""
+    from asft.model.logprobs import PreferenceScorer
+
+    warmup = (cfg.optim.warmup_steps if cfg.optim.warmup_steps is not None
+              else math.ceil(cfg.optim.warmup_ratio * total))
+    scorer = PreferenceScorer(model)
+    scorer.train()
+    optimizer = build_optimizer(scorer, cfg)
+    schedule = lr_lambda(cfg.optim.schedule, warmup, total)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    # The scheduler is stepped by hand once per optimizer step: accelerate's prepared scheduler
+    # would step once per process, which makes the schedule depend on the process count.
+    scorer, optimizer = accelerator.prepare(scorer, optimizer)
+    return scorer, optimizer, scheduler
+
+
+def restore(run: Run, path: Path) -> dict[str, Any]:
+    """Load weights, optimizer, schedule, step, random state and metrics window of the
+    checkpoint at ``path`` into ``run``; returns the tracker's saved state."""
+    load_trainable(run.inner, ckpt.load_model_state(path), path)
+    run.optimizer.load_state_dict(ckpt.load_optimizer_state(path))
+    state = ckpt.load_trainer_state(path)
+    if state["global_batch"] != run.order.global_batch:
+        raise ckpt.CheckpointError(
+            f"cannot resume from {path}: it was trained with a global batch of "
+            f"{state['global_batch']} pairs ({state['num_processes']} process(es)), this run has "
+            f"{run.order.global_batch}; keep batch_size x processes x grad_accum the same")
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.start_step = state["step"]
+    rank_tensors, rank_meta = ckpt.load_rank_state(path, run.accelerator.process_index)
+    ckpt.restore_rng(rank_tensors, rank_meta)
+    run.window.restore(rank_tensors, state["window"])
+    run.log(f"resumed from {path} (step {run.start_step})")
+    return state.get("tracker", {})
+
+
+def _attach_reference(run: Run) -> None:
+    """The reference log-probs the loss needs (none for reference-free losses)."""
+    from asft.train.reference import build as build_reference
+
+    cfg, inner = run.cfg, run.inner
+    peft_model = inner.model if hasattr(inner.model, "disable_adapter") else None
+    run.reference = build_reference(cfg, run.accelerator, scorer=run.scorer, peft_model=peft_model,
+                                    examples=run.train_ex, make_batch=run.batch,
+                                    output_dir=run.out, fresh=run.start_step == 0, log=run.log)
+    hparams = ", ".join(f"{k}={v:g}" for k, v in cfg.loss.hparams.items())
+    run.log(f"training: loss {cfg.loss.name} ({hparams}), {len(run.train_ex)} pairs, {run.total} "
+            f"steps of {run.order.global_batch} pairs, {run.accelerator.num_processes} "
+            f"process(es), output {run.out}")
+
+
+def explain_load(what: str, cfg: Config, load: Callable[[], Any]) -> Any:
+    """``load()``, with loading failures (no such model, a broken folder) as an AsftError."""
+    try:
+        return load()
+    except AsftError:
+        raise
+    except (OSError, ValueError) as err:
+        name = cfg.model.name
+        if name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
+            raise AsftError(f"model.name {name!r}: no such folder") from None
+        raise AsftError(f"model.name {name!r}: cannot load the {what}: {str(err)[:500]}") from None
