@@ -15,6 +15,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from asft import atomic
 from asft.errors import AsftError
 
 DEFAULT_OUTPUT = Path("runs") / "compare"
@@ -95,7 +96,7 @@ def _check_same_settings(settings, path: Path) -> None:
             changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
             raise AsftError(f"{settings.output_dir} holds a comparison with other settings "
                             f"({', '.join(changed)}); use another --output or pass --rerun")
-    path.write_text(json.dumps(current, indent=2) + "\n")
+    atomic.write_json(path, current)
 
 
 def reproduce_command(settings) -> str:
@@ -159,8 +160,8 @@ def run(args: argparse.Namespace) -> int:
         "peak memory": "per method, its own process" if settings.isolate else "not measured (--no-isolate)",
     }
     text = render_report(results, title, info, plot, reproduce_command(settings))
-    (out / "report.md").write_text(text)
-    (out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
+    atomic.write_text(out / "report.md", text)
+    atomic.write_json(out / "results.json", [asdict(r) for r in results])
     print(text)
     print(f"report: {out / 'report.md'}")
     failed = [r.label for r in results if r.error]

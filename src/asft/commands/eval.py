@@ -4,9 +4,9 @@ model on held-out preference pairs. Writes ``eval.json`` and ``generations.jsonl
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from asft import atomic
 from asft.errors import AsftError
 
 DEFAULT_DATA = "builtin:mixed"
@@ -110,11 +110,9 @@ def run(args: argparse.Namespace) -> int:
         "max_prompt_length": args.max_prompt_length, "dtype": args.dtype, "seed": args.seed,
     }
     args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "eval.json").write_text(json.dumps(results, indent=2) + "\n")
+    atomic.write_json(args.output / "eval.json", results)
     if generations:
-        with (args.output / "generations.jsonl").open("w", encoding="utf-8") as f:
-            for g in generations:
-                f.write(json.dumps(g, ensure_ascii=False) + "\n")
+        atomic.write_jsonl(args.output / "generations.jsonl", generations, ensure_ascii=False)
     print_table(results, f"{args.model} on {args.data}" + (f" ({split})" if split else ""))
     print(f"wrote {args.output / 'eval.json'}")
     return 0

@@ -11,11 +11,11 @@ appended as they arrive; a rerun resumes from them) and ``scores.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
+from asft import atomic
 from asft.errors import AsftError
 
 
@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     scores = mb.summarize(questions, judgments)
     scores.update(model_id=model_id, judge_model=args.judge_model,
                   temperature="fastchat" if temperature is None else temperature)
-    (args.output / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
+    atomic.write_json(args.output / "scores.json", scores)
     table = Table(title=f"MT-Bench: {model_id} (judge {args.judge_model})")
     table.add_column("category")
     table.add_column("score", justify="right")

@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
+
+from asft import atomic
 
 CACHE_VERSION = 1
 
@@ -55,16 +56,10 @@ def save(path: Path, ids: list[int], lengths: list[tuple[int, int, int]], header
     import numpy as np
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, ids=np.asarray(ids, dtype=np.int32),
-                     lengths=np.asarray(lengths, dtype=np.int32).reshape(-1, 3),
-                     header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic.file(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, ids=np.asarray(ids, dtype=np.int32),
+                 lengths=np.asarray(lengths, dtype=np.int32).reshape(-1, 3),
+                 header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))
 
 
 def load(path: Path) -> tuple[list[int], list[list[int]], dict] | None:

@@ -45,6 +45,7 @@ from asft.data import cache
 from asft.data.records import PreferencePair
 from asft.data.render import ChatRenderer, RenderedPair, TemplateError
 from asft.data.segments import SpecialCut
+from asft.progress import progress_bar
 
 OVERFLOW_POLICIES = ("drop", "truncate")
 BOUNDARY_POLICIES = ("shift", "drop")
@@ -353,17 +354,6 @@ class _Run:
             self.add(p, head, c, r, prompt_ids)
 
 
-def _progress(total: int, enabled: bool):
-    from contextlib import nullcontext
-
-    if not enabled:
-        return nullcontext(None)
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("tokenizing"), BarColumn(), TextColumn("{task.completed}/{task.total} pairs"),
-                    TimeRemainingColumn(), transient=True)
-
-
 def _from_cache(entry, pairs, report: TokenizeReport) -> TokenizeResult:
     ids, lengths, header = entry
     examples, pos = [], 0
@@ -423,8 +413,8 @@ def tokenize_pairs(pairs: Sequence[PreferencePair], tokenizer, max_length: int |
             report.seconds = time.perf_counter() - start
             return result
     run = _Run(pairs, tokenizer, renderer, max_length, max_prompt_length, overflow, boundary)
-    with _progress(len(pairs), progress) as bar:
-        task = bar.add_task("tokenize", total=len(pairs)) if bar else None
+    with progress_bar(show=progress, unit="pairs", transient=True) as bar:
+        task = bar.add_task("tokenizing", total=len(pairs)) if bar else None
         for lo in range(0, len(pairs), _CHUNK):
             run.chunk(lo, min(lo + _CHUNK, len(pairs)))
             if bar:

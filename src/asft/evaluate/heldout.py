@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from asft.evaluate.generation import GenerationConfig
+from asft.progress import progress_bar
 
 Checker = Callable[[str, object], bool]
 
@@ -66,16 +67,6 @@ def checker_for(source: object) -> Checker | None:
     return None
 
 
-def _progress(show: bool):
-    if show:
-        from asft.progress import progress_bar
-
-        return progress_bar()
-    from contextlib import nullcontext
-
-    return nullcontext()
-
-
 def evaluate_pairs(
     model,
     tokenizer,
@@ -100,7 +91,7 @@ def evaluate_pairs(
         raise ValueError("no pairs to evaluate")
     results: dict = {"num_samples": len(pairs), "exact_match": None}
     generations: list[dict] = []
-    with _progress(show_progress) as bar:
+    with progress_bar(show=show_progress) as bar:
         if config.generate:
             gen_config = replace(config.generation, max_prompt_length=config.max_prompt_length)
             task = bar.add_task("generating", total=len(pairs)) if bar else None

@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from asft import atomic
 from asft.evaluate.judge_prompts import SINGLE_PROMPTS, JudgePrompt
 
 FASTCHAT_COMMIT = "0e6d3e4beaab66f4d3f93db72541a4abab8af28d"
@@ -249,7 +250,7 @@ class JsonlLog:
         if self.path.exists():
             data = self.path.read_bytes()
             if data and not data.endswith(b"\n"):
-                self.path.write_bytes(data[: data.rfind(b"\n") + 1])
+                atomic.write_bytes(self.path, data[: data.rfind(b"\n") + 1])
 
     def records(self) -> list[dict]:
         """Every record written so far, in order."""

@@ -30,6 +30,7 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from asft import atomic
 from asft.evaluate.methods import MethodSpec
 from asft.experiments.report import MethodResult
 
@@ -149,9 +150,7 @@ def run_job(settings: CompareSettings, method: MethodSpec | None) -> MethodResul
         metrics, generations = evaluate_pairs(model, tokenizer, pairs, config, checker_for(source))
     eval_s = time.perf_counter() - start
     run_dir.mkdir(parents=True, exist_ok=True)
-    with (run_dir / "generations.jsonl").open("w", encoding="utf-8") as f:
-        for g in generations:
-            f.write(json.dumps(g, ensure_ascii=False) + "\n")
+    atomic.write_jsonl(run_dir / "generations.jsonl", generations, ensure_ascii=False)
     return MethodResult(label, metrics, train_s, eval_s, _peak_memory(),
                         str(run_dir.relative_to(settings.output_dir)))
 
@@ -163,7 +162,7 @@ def _job_entry(settings: CompareSettings, method: MethodSpec | None, result_path
     except BaseException as err:  # reported to the parent, which records the failure
         result = MethodResult(method.label if method else "base",
                               error=f"{type(err).__name__}: {err}\n{traceback.format_exc()}")
-    Path(result_path).write_text(json.dumps(asdict(result), indent=2) + "\n")
+    atomic.write_json(result_path, asdict(result))
 
 
 def _run_isolated(settings: CompareSettings, method: MethodSpec | None, result_path: Path) -> MethodResult:
@@ -231,7 +230,7 @@ def run_compare(settings: CompareSettings, log=print) -> list[MethodResult]:
         if result.error:
             log(f"[{label}] failed: {result.error.splitlines()[0]}")
         else:
-            path.write_text(json.dumps(asdict(result), indent=2) + "\n")
+            atomic.write_json(path, asdict(result))
             log(f"[{label}] train {result.train_s:.0f}s, eval {result.eval_s:.0f}s")
         results.append(result)
     return results

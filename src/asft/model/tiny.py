@@ -8,11 +8,11 @@ chat-template code path is exercised exactly as with a real instruct model.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import tempfile
 from pathlib import Path
+
+from asft import atomic
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -98,14 +98,11 @@ def materialize(name: str, root: Path) -> Path:
     model.config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=name + ".tmp-", dir=dest.parent))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-        os.replace(tmp, dest)
+        with atomic.folder(dest, replace=False) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tok.save_pretrained(tmp)
     except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (dest / "config.json").is_file():
+        if not (dest / "config.json").is_file():  # else another process built it first
             raise
     return dest

@@ -38,6 +38,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from asft import atomic
 from asft.errors import AsftError
 from asft.train import faults
 
@@ -81,34 +82,20 @@ def step_of(path: Path) -> int | None:
 # Durable file writes
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON and fsync it."""
-    _write_bytes(path, (json.dumps(obj, indent=1, allow_nan=True) + "\n").encode())
+    """Write ``obj`` as JSON, atomically and durably (fsynced)."""
+    atomic.write_json(path, obj, indent=1, fsync=True)
 
 
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    """Write a safetensors file (contiguous CPU copies) and fsync it; OSError when it fails."""
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path),
-                  metadata={"format": "pt"})
-    except SafetensorError as err:
-        raise as_os_error(err, path) from None
-    _fsync_path(path)
+    """Write a safetensors file (contiguous CPU copies), atomically and durably; OSError when
+    it fails."""
+    with atomic.file(path, fsync=True) as tmp:
+        try:
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
+                      metadata={"format": "pt"})
+        except SafetensorError as err:
+            raise as_os_error(err, path) from None
 
 
 _OS_ERROR = re.compile(r"os error (\d+)")
@@ -282,13 +269,8 @@ def _failures(comm: Collective, error: OSError | None) -> dict[int, int]:
     return {rank: int(code) for rank, code in enumerate(codes.tolist()) if code != 0}
 
 
-def _discard(path: Path, trash: Path) -> None:
-    """Delete a folder by renaming it to ``trash`` first (a half-deleted one never looks valid)."""
-    if trash.exists():
-        shutil.rmtree(trash, ignore_errors=True)
-    os.replace(path, trash)
+def _prune_hit() -> None:
     faults.hit("checkpoint.prune")
-    shutil.rmtree(trash, ignore_errors=True)
 
 
 def clean_stale(root: Path) -> list[str]:
@@ -316,9 +298,86 @@ def prune(root: Path, keep_last: int, current: int) -> list[str]:
                 continue
         elif has_marker or step >= current:
             continue
-        _discard(path, root / f".trash-{path.name}")
+        atomic.discard(path, root / f".trash-{path.name}", on_trashed=_prune_hit)
         removed.append(path.name)
     return removed
+
+
+class _Write:
+    """One checkpoint write shared by every process: the first OSError of each process is
+    kept, and :meth:`check` turns a failure anywhere into CheckpointError everywhere."""
+
+    def __init__(self, comm: Collective, root: Path, step: int):
+        self.comm, self.root = comm, root
+        self.final = root / step_dirname(step)
+        self.tmp = root / f".tmp-{self.final.name}"
+        self.error: OSError | None = None
+
+    def attempt(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` unless this process already failed; keep its OSError."""
+        if self.error is None:
+            try:
+                fn(*args)
+            except OSError as err:
+                self.error = err
+
+    def check(self) -> None:
+        """Raise CheckpointError on every process when any process failed so far (collective);
+        the main process removes the partial write first."""
+        failed = _failures(self.comm, self.error)
+        if not failed:
+            return
+        if self.comm.is_main_process:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.error is not None:
+            reason = f"{self.error.strerror or self.error}"
+        else:  # name the processes that failed and why, so no log needs to be searched
+            reason = "; ".join(f"process {rank} failed: {os.strerror(code) if code > 0 else 'error'}"
+                               for rank, code in sorted(failed.items()))
+        earlier = [p.name for p in candidates(self.root) if (p / MARKER).is_file()]
+        keep = f"newest earlier checkpoint {earlier[0]} untouched" if earlier else "no earlier checkpoint"
+        raise CheckpointError(f"could not write checkpoint {self.final.name} in {self.root}: {reason}; "
+                              f"the partial write was removed ({keep})")
+
+
+def _write_shared(tmp: Path, step: int, model_state: Callable[[], dict[str, torch.Tensor]],
+                  optimizer_state: Callable[[], dict[str, Any]], trainer_state: dict[str, Any],
+                  config_text: str) -> None:
+    """The main process's part: a fresh temporary folder, the weights, the optimizer and
+    trainer states and the config."""
+    atomic.fresh_folder(tmp)
+    faults.hit("checkpoint.begin")
+    write_tensors(tmp / "model.safetensors", model_state())
+    faults.hit("checkpoint.after_model")
+    tensors, meta = flatten_optimizer(optimizer_state())
+    write_tensors(tmp / "optimizer.safetensors", tensors)
+    write_json(tmp / "optimizer.json", meta)
+    faults.hit("checkpoint.after_optimizer")
+    write_json(tmp / "trainer_state.json", {"format": FORMAT_VERSION, "step": step, **trainer_state})
+    atomic.write_text(tmp / "config.yaml", config_text, fsync=True)
+
+
+def _write_rank(tmp: Path, rank: int, rank_tensors: dict[str, torch.Tensor],
+                rank_meta: dict[str, Any]) -> None:
+    """Every process's part: its own state, merged with its RNG states."""
+    rng_tensors, rng_meta = capture_rng()
+    name = f"rank-{rank:05d}"
+    write_tensors(tmp / f"{name}.safetensors", {**rank_tensors, **rng_tensors})
+    write_json(tmp / f"{name}.json", {**rank_meta, **rng_meta})
+    faults.hit("checkpoint.after_rank_state")
+
+
+def _seal(tmp: Path, final: Path, step: int) -> None:
+    """The manifest last, then the atomic rename of the folder to its final name."""
+    faults.hit("checkpoint.before_manifest")
+    files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256(p)}
+             for p in sorted(tmp.iterdir()) if p.is_file()}
+    write_json(tmp / MARKER, {"format": FORMAT_VERSION, "step": step, "files": files})
+    atomic.fsync_path(tmp)
+    faults.hit("checkpoint.before_rename")
+    # Only an incomplete or damaged folder can already hold a step not yet reached.
+    atomic.move_into_place(tmp, final, durable=True, on_trashed=_prune_hit)
+    faults.hit("checkpoint.after_rename")
 
 
 def save(
@@ -342,83 +401,22 @@ def save(
     process fails to write (a full disk, say); the temporary folder is then removed and the
     earlier checkpoints are untouched.
     """
-    final = root / step_dirname(step)
-    tmp = root / f".tmp-{final.name}"
-    error: BaseException | None = None
-
-    def attempt(fn: Callable[[], None]) -> None:
-        nonlocal error
-        if error is None:
-            try:
-                fn()
-            except OSError as err:
-                error = err
-
-    def fail_if_any() -> None:
-        failed = _failures(comm, error)
-        if failed:
-            if comm.is_main_process:
-                shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(error, OSError):
-                reason = f"{error.strerror or error}"
-            else:  # name the processes that failed and why, so no log needs to be searched
-                reason = "; ".join(f"process {rank} failed: {os.strerror(code) if code > 0 else 'error'}"
-                                   for rank, code in sorted(failed.items()))
-            earlier = [p.name for p in candidates(root) if (p / MARKER).is_file()]
-            keep = f"newest earlier checkpoint {earlier[0]} untouched" if earlier else "no earlier checkpoint"
-            raise CheckpointError(f"could not write checkpoint {final.name} in {root}: {reason}; "
-                                  f"the partial write was removed ({keep})")
-
-    def write_shared() -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-        faults.hit("checkpoint.begin")
-        write_tensors(tmp / "model.safetensors", model_state())
-        faults.hit("checkpoint.after_model")
-        tensors, meta = flatten_optimizer(optimizer_state())
-        write_tensors(tmp / "optimizer.safetensors", tensors)
-        write_json(tmp / "optimizer.json", meta)
-        faults.hit("checkpoint.after_optimizer")
-        write_json(tmp / "trainer_state.json", {"format": FORMAT_VERSION, "step": step, **trainer_state})
-        _write_bytes(tmp / "config.yaml", config_text.encode())
-
-    def write_rank() -> None:
-        rng_tensors, rng_meta = capture_rng()
-        name = f"rank-{comm.process_index:05d}"
-        write_tensors(tmp / f"{name}.safetensors", {**rank_tensors, **rng_tensors})
-        write_json(tmp / f"{name}.json", {**rank_meta, **rng_meta})
-        faults.hit("checkpoint.after_rank_state")
-
-    def seal() -> None:
-        faults.hit("checkpoint.before_manifest")
-        files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256(p)}
-                 for p in sorted(tmp.iterdir()) if p.is_file()}
-        write_json(tmp / MARKER, {"format": FORMAT_VERSION, "step": step, "files": files})
-        _fsync_path(tmp)
-        faults.hit("checkpoint.before_rename")
-        if final.exists():
-            # Only an incomplete or damaged folder can hold a step not yet reached.
-            _discard(final, root / f".trash-{final.name}")
-        os.replace(tmp, final)
-        _fsync_path(root)
-        faults.hit("checkpoint.after_rename")
-
+    write = _Write(comm, root, step)
     if comm.is_main_process:
-        attempt(write_shared)
-    fail_if_any()
-    attempt(write_rank)
-    fail_if_any()
+        write.attempt(_write_shared, write.tmp, step, model_state, optimizer_state, trainer_state,
+                      config_text)
+    write.check()
+    write.attempt(_write_rank, write.tmp, comm.process_index, rank_tensors, rank_meta)
+    write.check()
     if comm.is_main_process:
-        attempt(seal)
-    fail_if_any()
+        write.attempt(_seal, write.tmp, write.final, step)
+    write.check()
     if comm.is_main_process:
         # A leftover old checkpoint costs disk space, never correctness.
         with contextlib.suppress(OSError):
             prune(root, keep_last, step)
     comm.wait_for_everyone()
-    return final
+    return write.final
 
 
 # ---------------------------------------------------------------------------------------------

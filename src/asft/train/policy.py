@@ -4,7 +4,6 @@ checkpoints, and saved at the end in Hugging Face format."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
+from asft import atomic
 from asft.config import Config, ConfigError
 from asft.train import checkpoint as ckpt
 from asft.train import faults
@@ -72,32 +72,23 @@ def save_final_model(accelerator: Any, scorer: Any, tokenizer: Any, cfg: Config,
     dest = out / MODEL_DIR
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(scorer).model
-        tmp = out / f".tmp-{MODEL_DIR}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        try:
-            if is_peft(model) and cfg.lora.merge_on_save:
-                model = merged(model)
-                model.save_pretrained(tmp)
-            elif is_peft(model):
-                model.save_pretrained(tmp)
-            else:
-                model.save_pretrained(tmp, state_dict={k.removeprefix("model."): v for k, v in state.items()})
-        except SafetensorError as err:  # a full disk, reported by safetensors' Rust writer
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise ckpt.as_os_error(err, tmp) from None
-        if cfg.model.gradient_checkpointing:
-            cfg_file = tmp / "config.json"
-            data = json.loads(cfg_file.read_text())
-            data["use_cache"] = True
-            cfg_file.write_text(json.dumps(data, indent=2) + "\n")
-        tokenizer.save_pretrained(tmp)
-        faults.hit("final.before_rename")
-        if dest.exists():
-            trash = out / f".trash-{MODEL_DIR}"
-            shutil.rmtree(trash, ignore_errors=True)
-            dest.replace(trash)
-            shutil.rmtree(trash, ignore_errors=True)
-        tmp.replace(dest)
+        with atomic.folder(dest, tmp=out / f".tmp-{MODEL_DIR}") as tmp:
+            try:
+                if is_peft(model) and cfg.lora.merge_on_save:
+                    model = merged(model)
+                    model.save_pretrained(tmp)
+                elif is_peft(model):
+                    model.save_pretrained(tmp)
+                else:
+                    model.save_pretrained(tmp, state_dict={k.removeprefix("model."): v for k, v in state.items()})
+            except SafetensorError as err:  # a full disk, reported by safetensors' Rust writer
+                raise ckpt.as_os_error(err, tmp) from None
+            if cfg.model.gradient_checkpointing:
+                cfg_file = tmp / "config.json"
+                data = json.loads(cfg_file.read_text())
+                data["use_cache"] = True
+                cfg_file.write_text(json.dumps(data, indent=2) + "\n")
+            tokenizer.save_pretrained(tmp)
+            faults.hit("final.before_rename")
     accelerator.wait_for_everyone()
     return dest

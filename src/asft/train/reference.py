@@ -1,4 +1,4 @@
-"""Reference log-probs for losses that need them (DPO, IPO, hinge, RPO, ...), three ways.
+"""Reference log-probs for losses that need them (``LOSSES[name].needs_reference``), three ways.
 
 - ``copy``: a frozen copy of the reference model scores every batch (one extra forward per
   step, one extra model in memory).
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,6 +26,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from asft import atomic
 from asft.config import Config
 from asft.losses import LOSSES
 from asft.train.sampling import balanced_shard
@@ -182,9 +182,8 @@ def build_cache(
         table[i, 0], table[i, 1] = chosen, rejected
     if accelerator.is_main_process:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({"logps": table}, str(tmp), metadata={"fingerprint": expected})
-        os.replace(tmp, path)
+        with atomic.file(path) as tmp:
+            save_file({"logps": table}, str(tmp), metadata={"fingerprint": expected})
     accelerator.wait_for_everyone()
     return CachedReference(table)
 

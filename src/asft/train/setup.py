@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from asft import atomic
 from asft.config import Config, to_dict, to_yaml
 from asft.errors import AsftError
 from asft.train import checkpoint as ckpt
@@ -183,7 +184,7 @@ def plan_folder(accelerator: Any, cfg: Config, out: Path, config_text: str, resu
             out.mkdir(parents=True, exist_ok=True)
             plan = rundir.plan(cfg, out, resume, overwrite)
             ckpt.clean_stale(out / ckpt.DIRNAME)
-            (out / "config.yaml").write_text(config_text)
+            atomic.write_text(out / "config.yaml", config_text)
         except (AsftError, OSError) as err:
             plan = err if isinstance(err, AsftError) else AsftError(f"cannot use {out}: {err}")
     return broadcast(accelerator, plan)

@@ -18,17 +18,12 @@ from typing import Any
 
 import torch
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 
+from asft import atomic
 from asft.config import LoggingConfig
 from asft.errors import AsftError
+from asft.progress import progress_bar
 from asft.train import faults
 
 METRICS_FILE = "metrics.jsonl"
@@ -52,9 +47,7 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 def truncate_metrics(path: Path, last_step: int) -> None:
     """Keep only the records of steps <= ``last_step`` (atomic rewrite)."""
     keep = [r for r in read_metrics(path) if r["step"] <= last_step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-    os.replace(tmp, path)
+    atomic.write_jsonl(path, keep)
 
 
 def _clean(value: float) -> float | None:
@@ -106,12 +99,9 @@ class Tracker:
         if cfg.wandb_project:
             self._wandb = self._init_wandb(cfg, output_dir, run_config)
         if cfg.progress:
-            self._progress = Progress(
-                TextColumn("step"), MofNCompleteColumn(), BarColumn(bar_width=24),
-                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                TextColumn("{task.fields[info]}"), console=self.console, transient=False,
-            )
-            self._task = self._progress.add_task("train", total=total_steps, completed=start_step,
+            self._progress = progress_bar(count_first=True, bar_width=24, fields=("info",),
+                                          console=self.console)
+            self._task = self._progress.add_task("step", total=total_steps, completed=start_step,
                                                  info="")
             self._progress.start()
 
