@@ -130,13 +130,38 @@ def _generator(args):
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
     from asft.evaluate import mt_bench as mb
+
+    temperature = _check_args(args)
+    questions, prompts = _load_inputs(args)
+    judge, references = _judge_client(args, questions)
+    args.output.mkdir(parents=True, exist_ok=True)
+    model_id = args.model_id or default_model_id(args.model)
+    answer_log = mb.JsonlLog(args.output / "answers.jsonl")
+    judgment_log = mb.JsonlLog(args.output / "judgments.jsonl")
+    try:  # what a previous run saved, read back before any work
+        done = set(mb.read_answers(answer_log))
+        judged = len(mb.read_judgments(judgment_log))
+    except ValueError as err:
+        raise AsftError(f"{err}\nfix or delete that file: a rerun resumes from it") from None
+    answers = _answer(args, questions, answer_log, done, model_id, temperature)
+    print(f"answers: {answer_log.path}")
+    if judge is None:
+        return 0
+    judgments = _judge(args, judge, prompts, questions, answers, references, judgment_log,
+                       judged, model_id, answer_log.path)
+    scores = mb.summarize(questions, judgments)
+    scores.update(model_id=model_id, judge_model=args.judge_model,
+                  temperature="fastchat" if temperature is None else temperature)
+    atomic.write_json(args.output / "scores.json", scores)
+    _print_scores(scores, f"MT-Bench: {model_id} (judge {args.judge_model})")
+    print(f"scores: {args.output / 'scores.json'}")
+    return 0
+
+
+def _check_args(args: argparse.Namespace) -> float | None:
+    """The sampling temperature (None: FastChat's per category), after checking the flags."""
     from asft.evaluate.generation import GenerationConfig
-    from asft.evaluate.judge import JudgeClient, JudgeError
-    from asft.progress import progress_bar
 
     if args.limit is not None and args.limit < 1:
         raise AsftError(f"--limit must be >= 1, got {args.limit}")
@@ -147,6 +172,13 @@ def run(args: argparse.Namespace) -> int:
         GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     except ValueError as err:
         raise AsftError(str(err)) from None
+    return temperature
+
+
+def _load_inputs(args: argparse.Namespace):
+    """(questions, judge prompts), the questions cut to ``--limit``."""
+    from asft.evaluate import mt_bench as mb
+
     try:
         questions = mb.load_questions(args.questions)
         prompts = mb.load_judge_prompts(args.judge_prompts)
@@ -154,62 +186,71 @@ def run(args: argparse.Namespace) -> int:
         raise AsftError(f"{err}\npass --questions PATH (FastChat's question.jsonl)") from None
     except ValueError as err:
         raise AsftError(str(err)) from None
-    questions = questions[: args.limit] if args.limit else questions
-    judge = None
-    references: dict[int, tuple[str, ...]] = {}
-    if not args.no_judge:
-        references = _load_references(args, questions)
-        try:
-            judge = JudgeClient(args.judge_base_url, args.judge_model, args.judge_api_key_env,
-                                timeout=args.judge_timeout, max_retries=args.judge_retries,
-                                backoff=args.judge_backoff)
-        except ValueError as err:
-            raise AsftError(str(err)) from None
-        if not judge.has_key:
-            print(f"asft mt-bench: ${args.judge_api_key_env} is not set; calling the judge "
-                  "without an API key", file=sys.stderr)
+    return (questions[: args.limit] if args.limit else questions), prompts
 
-    args.output.mkdir(parents=True, exist_ok=True)
-    model_id = args.model_id or default_model_id(args.model)
-    answer_log = mb.JsonlLog(args.output / "answers.jsonl")
-    judgment_log = mb.JsonlLog(args.output / "judgments.jsonl")
-    try:  # what a previous run saved, read back before any work
-        done = set(mb.read_answers(answer_log))
-        judged = len(mb.read_judgments(judgment_log))
+
+def _judge_client(args: argparse.Namespace, questions):
+    """(judge client or None with --no-judge, reference answers by question id)."""
+    from asft.evaluate.judge import JudgeClient
+
+    if args.no_judge:
+        return None, {}
+    references = _load_references(args, questions)
+    try:
+        judge = JudgeClient(args.judge_base_url, args.judge_model, args.judge_api_key_env,
+                            timeout=args.judge_timeout, max_retries=args.judge_retries,
+                            backoff=args.judge_backoff)
     except ValueError as err:
-        raise AsftError(f"{err}\nfix or delete that file: a rerun resumes from it") from None
+        raise AsftError(str(err)) from None
+    if not judge.has_key:
+        print(f"asft mt-bench: ${args.judge_api_key_env} is not set; calling the judge "
+              "without an API key", file=sys.stderr)
+    return judge, references
+
+
+def _answer(args, questions, answer_log, done, model_id, temperature):
+    """The model's answers to every question; only those not in ``done`` are generated."""
+    from asft.evaluate import mt_bench as mb
+    from asft.progress import progress_bar
+
     todo = sum(q.question_id not in done for q in questions)
     generate = _generator(args) if todo else None
     with progress_bar() as bar:
         task = bar.add_task("answering", total=todo)
-        answers = mb.answer_questions(generate, questions, answer_log, model_id,
-                                      chunk=args.batch_size, on_done=lambda n: bar.advance(task, n),
-                                      temperature=temperature, seed=args.seed)
-    print(f"answers: {answer_log.path}")
-    if judge is None:
-        return 0
+        return mb.answer_questions(generate, questions, answer_log, model_id,
+                                   chunk=args.batch_size, on_done=lambda n: bar.advance(task, n),
+                                   temperature=temperature, seed=args.seed)
+
+
+def _judge(args, judge, prompts, questions, answers, references, judgment_log, judged,
+           model_id, answers_path):
+    """The judge's verdicts on every answer turn; those already in ``judgment_log`` are kept."""
+    from asft.evaluate import mt_bench as mb
+    from asft.evaluate.judge import JudgeError
+    from asft.progress import progress_bar
 
     expected = sum(min(len(q.turns), 2) for q in questions)
     with progress_bar() as bar:
         task = bar.add_task("judging", total=expected, completed=judged)
         try:
-            judgments = mb.judge_answers(
+            return mb.judge_answers(
                 judge.complete, args.judge_model, model_id, prompts, questions, answers,
                 references, judgment_log, parallel=args.judge_parallel,
                 on_done=lambda n: bar.advance(task, n),
             )
         except ValueError as err:  # an answer read back from answers.jsonl that cannot be judged
-            raise AsftError(f"{err} (in {answer_log.path})") from None
+            raise AsftError(f"{err} (in {answers_path})") from None
         except JudgeError as err:
             saved = len(judgment_log.records())
             raise AsftError(f"{err}\n{saved} of {expected} judgments saved in "
                             f"{judgment_log.path}; rerun the same command to resume") from None
 
-    scores = mb.summarize(questions, judgments)
-    scores.update(model_id=model_id, judge_model=args.judge_model,
-                  temperature="fastchat" if temperature is None else temperature)
-    atomic.write_json(args.output / "scores.json", scores)
-    table = Table(title=f"MT-Bench: {model_id} (judge {args.judge_model})")
+
+def _print_scores(scores: dict, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
     table.add_column("category")
     table.add_column("score", justify="right")
     fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
@@ -220,5 +261,3 @@ def run(args: argparse.Namespace) -> int:
     Console().print(table)
     if scores["unparsed"]:
         print(f"{scores['unparsed']} judgment(s) had no [[rating]] and are left out", file=sys.stderr)
-    print(f"scores: {args.output / 'scores.json'}")
-    return 0

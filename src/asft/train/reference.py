@@ -29,7 +29,8 @@ from safetensors.torch import save_file
 from asft import atomic
 from asft.config import Config
 from asft.losses import LOSSES
-from asft.train.sampling import balanced_shard
+from asft.model.scoring import CHOSEN, REJECTED
+from asft.train.distributed import score_shards
 
 CACHE_FILE = "reference_logps.safetensors"
 
@@ -142,44 +143,26 @@ def build_cache(
     cfg: Config,
     accelerator: Any,
     examples: Sequence[Any],
-    make_batch: Callable[[Sequence[int]], dict],
+    make_batch: Callable[[Sequence[Any]], dict],
     path: Path,
-    policy: tuple[Any, torch.nn.Module] | None,
+    policy: Any,
     log: Callable[[str], None],
 ) -> CachedReference:
     """Load the cache at ``path`` if it matches, else compute it (sharded over processes).
 
-    ``policy`` is (prepared scorer, model) when the policy is still at its starting point and
-    is the reference; None loads the reference model instead.
+    ``policy`` is the prepared scorer when the policy is still at its starting point and is
+    the reference; None loads the reference model instead. Scored with
+    :func:`asft.train.distributed.score_shards`, as the probe is.
     """
-    from accelerate.utils import gather_object
-
     expected = fingerprint(cfg, examples)
     table = _read_cache(path, expected) if path.is_file() else None
     if table is not None and table.shape == (len(examples), 2):
         log(f"reference log-probs: cached in {path}")
         return CachedReference(table)
-    if policy is None:
-        ref = CopyReference(cfg, accelerator)
-        scorer, model = ref.scorer, ref.model
-    else:
-        scorer, model = policy
+    scorer = CopyReference(cfg, accelerator).scorer if policy is None else policy
     log(f"reference log-probs: scoring {len(examples)} pairs once (strategy 'cache')")
-    world = accelerator.num_processes
-    mine = balanced_shard(len(examples), accelerator.process_index, world)
-    size = cfg.training.batch_size
-    rows: list[tuple[int, float, float]] = []
-    for start in range(0, len(mine), size):
-        chunk = mine[start:start + size]
-        idx = [i for i, _ in chunk]
-        logps = _score(scorer, make_batch(idx), model).cpu()
-        rows.extend((i, float(logps[k]), float(logps[len(idx) + k]))
-                    for k, (i, counts) in enumerate(chunk) if counts)
-    if world > 1:
-        rows = gather_object(rows)
-    table = torch.empty(len(examples), 2, dtype=torch.float32)
-    for i, chosen, rejected in rows:
-        table[i, 0], table[i, 1] = chosen, rejected
+    scores = score_shards(accelerator, scorer, examples, make_batch, cfg.training.batch_size)
+    table = scores[[CHOSEN, REJECTED]].T.to(torch.float32).contiguous()
     if accelerator.is_main_process:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic.file(path) as tmp:
@@ -195,7 +178,7 @@ def build(
     scorer: Any,
     peft_model: Any,
     examples: Sequence[Any],
-    make_batch: Callable[[Sequence[int]], dict],
+    make_batch: Callable[[Sequence[Any]], dict],
     output_dir: Path,
     fresh: bool,
     log: Callable[[str], None],
@@ -205,7 +188,7 @@ def build(
     Args:
         scorer: the prepared policy scorer; ``peft_model`` the unwrapped peft model (LoRA) or None.
         examples: the training pairs, indexed as the training loop indexes them.
-        make_batch: training-set indices -> a collated batch on the device.
+        make_batch: tokenized pairs -> a collated batch on the device.
         fresh: True when no optimizer step has been taken (the policy is still the reference).
     """
     if not LOSSES[cfg.loss.name].needs_reference:
@@ -217,11 +200,5 @@ def build(
     if strategy == "adapter":
         log("reference model: the base weights with the LoRA adapters disabled")
         return AdapterReference(scorer, peft_model)
-    policy = None
-    if fresh and cfg.reference.model is None:
-        policy = (scorer, peft_model if peft_model is not None else _inner(accelerator, scorer))
+    policy = scorer if fresh and cfg.reference.model is None else None
     return build_cache(cfg, accelerator, examples, make_batch, output_dir / CACHE_FILE, policy, log)
-
-
-def _inner(accelerator: Any, scorer: Any) -> torch.nn.Module:
-    return accelerator.unwrap_model(scorer).model

@@ -289,7 +289,7 @@ def _attach_reference(run: Run) -> None:
     cfg, inner = run.cfg, run.inner
     peft_model = inner.model if hasattr(inner.model, "disable_adapter") else None
     run.reference = build_reference(cfg, run.accelerator, scorer=run.scorer, peft_model=peft_model,
-                                    examples=run.train_ex, make_batch=run.batch,
+                                    examples=run.train_ex, make_batch=run.make_batch,
                                     output_dir=run.out, fresh=run.start_step == 0, log=run.log)
     hparams = ", ".join(f"{k}={v:g}" for k, v in cfg.loss.hparams.items())
     run.log(f"training: loss {cfg.loss.name} ({hparams}), {len(run.train_ex)} pairs, {run.total} "
