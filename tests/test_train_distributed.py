@@ -31,9 +31,12 @@ def _records(run: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
+@pytest.mark.parametrize("loss", [[], ["loss.name=dpo", "reference.strategy=cache"]],
+                         ids=["asft", "dpo-cache"])
+def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, loss):
+    """The probe and (for DPO) the reference cache are scored sharded over the processes."""
     two = tmp_path / "two"
-    sets = [x for s in [*SETTINGS, "training.batch_size=2", "training.grad_accum=1"]
+    sets = [x for s in [*SETTINGS, *loss, "training.batch_size=2", "training.grad_accum=1"]
             for x in ("--set", s)]
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -42,7 +45,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 process(es)" in proc.stderr
-    one = train(load_config(None, [*SETTINGS, "training.batch_size=2", "training.grad_accum=2",
+    one = train(load_config(None, [*SETTINGS, *loss, "training.batch_size=2", "training.grad_accum=2",
                                    f"output_dir={tmp_path / 'one'}"])).output_dir
 
     a, b = _records(one), _records(two)
