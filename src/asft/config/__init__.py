@@ -5,13 +5,19 @@ training, logging, checkpoint); :mod:`asft.config.schema` the machinery that rea
 strictly (file:line errors with "did you mean") and writes the commented ``config.yaml``.
 """
 
-from asft.config.sections import (
+from asft.config.schema import (
     MAX_CONFIG_BYTES,
+    ConfigError,
+    FieldError,
+    field_docs,
+    parse_override,
+    parse_yaml,
+    to_dict,
+)
+from asft.config.sections import (
     CheckpointConfig,
     Config,
-    ConfigError,
     DataConfig,
-    FieldError,
     LoggingConfig,
     LoraConfig,
     LossConfig,
@@ -20,12 +26,8 @@ from asft.config.sections import (
     ReferenceConfig,
     TrainingConfig,
     describe,
-    field_docs,
     from_dict,
     load_config,
-    parse_override,
-    parse_yaml,
-    to_dict,
     to_yaml,
 )
 

@@ -20,26 +20,18 @@ from typing import Any, Literal
 
 from asft.config import schema
 from asft.config.schema import (
-    MAX_CONFIG_BYTES,
     ConfigError,
     FieldError,
     Section,
     build,
-    field_docs,
     line_of,
     parse_override,
     parse_yaml,
     require,
     set_path,
-    to_dict,
 )
 
-__all__ = [
-    "MAX_CONFIG_BYTES", "CheckpointConfig", "Config", "ConfigError", "DataConfig", "FieldError",
-    "LoggingConfig", "LoraConfig", "LossConfig", "ModelConfig", "OptimConfig", "ReferenceConfig",
-    "TrainingConfig", "describe", "field_docs", "from_dict", "load_config", "parse_override",
-    "parse_yaml", "to_dict", "to_yaml",
-]
+# the public names are re-exported, with __all__, by asft/config/__init__.py
 
 
 @dataclass

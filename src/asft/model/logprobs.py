@@ -9,7 +9,7 @@ cost, and on HH-RLHF only about 13% of the positions of a plain padded batch car
 (bench/RESULTS.md: 334 response tokens among TRL's 2664 positions per step of 4 pairs).
 
 Everything here is exact: the same numbers as ``log_softmax(model(...).logits)`` gathered at the
-targets, up to float rounding (tests/test_logprobs.py checks to 1e-5 in fp32).
+targets, up to float rounding (tests/model/test_logprobs.py checks to 1e-5 in fp32).
 """
 
 from __future__ import annotations

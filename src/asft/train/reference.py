@@ -139,15 +139,9 @@ def _read_cache(path: Path, expected: str) -> torch.Tensor | None:
         return None
 
 
-def build_cache(
-    cfg: Config,
-    accelerator: Any,
-    examples: Sequence[Any],
-    make_batch: Callable[[Sequence[Any]], dict],
-    path: Path,
-    policy: Any,
-    log: Callable[[str], None],
-) -> CachedReference:
+def build_cache(cfg: Config, accelerator: Any, examples: Sequence[Any],
+                make_batch: Callable[[Sequence[Any]], dict], path: Path, policy: Any,
+                log: Callable[[str], None]) -> CachedReference:
     """Load the cache at ``path`` if it matches, else compute it (sharded over processes).
 
     ``policy`` is the prepared scorer when the policy is still at its starting point and is

@@ -17,7 +17,7 @@ from asft.evaluate.judge import JudgeClient, JudgeError
 from fake_judge import JudgeServer, chat_reply
 
 SECRET = "sk-test-DO-NOT-LEAK-1234567890"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "mt_bench"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "mt_bench"
 
 QUESTIONS = [
     {"question_id": 81, "category": "writing",

@@ -1,4 +1,4 @@
-"""Numerical edges through the trainer, end to end (tests/test_losses.py covers each loss
+"""Numerical edges through the trainer, end to end (tests/losses/test_losses.py covers each loss
 function alone): log-probs of 0, tiny negatives and -1e4, responses of zero tokens, and bf16
 statistics reach every registered loss inside ``asft.train.train``; a model whose log-probs
 are pushed to those extremes trains; empty responses in the data are reported.
@@ -156,7 +156,7 @@ def test_bf16_weights_and_compute(tmp_path):
 def test_empty_responses_in_the_data_are_reported(tmp_path):
     """An empty response text is kept and scored as the end-of-turn token alone (HH-RLHF has
     such pairs); data_report.json counts them. A response that tokenizes to nothing is never
-    scored: the tokenizer drops its pair with a reason (tests/test_data_tokenize.py)."""
+    scored: the tokenizer drops its pair with a reason (tests/data/test_data_tokenize.py)."""
     data = tmp_path / "pairs.jsonl"
     recs = [{"prompt": f"question {i}", "chosen": f"answer {i}", "rejected": f"wrong {i}"}
             for i in range(12)]

@@ -15,7 +15,7 @@ from asft.data import load_pairs
 from asft.data.render import plain_render
 from asft.data.tokenize import tokenize_pairs
 
-HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
+HH = Path(__file__).resolve().parents[3] / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
 pytestmark = [pytest.mark.shared,
               pytest.mark.skipif(not HH.is_file(), reason=f"shared HH-RLHF data not found at {HH}")]
 

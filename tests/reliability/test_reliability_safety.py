@@ -22,7 +22,7 @@ from fake_judge import JudgeServer
 
 pytestmark = pytest.mark.safety
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "asft"
+SRC = Path(__file__).resolve().parents[2] / "src" / "asft"
 KEY = "sk-asft-FAKE-KEY-5f3c9a1e7d-must-never-appear"
 FAST = ["model.name=tiny-llama", "model.dtype=fp32", "training.precision=fp32",
         "data.source=builtin:mixed", "data.limit=24", "data.probe_size=4",
@@ -53,7 +53,7 @@ def from_pretrained_calls(monkeypatch) -> list[tuple[str, object]]:
 def test_trust_remote_code_defaults_off():
     assert Config().model.trust_remote_code is False
     assert load_config(None).model.trust_remote_code is False  # the default job
-    recipes = Path(__file__).resolve().parents[1] / "recipes"
+    recipes = Path(__file__).resolve().parents[2] / "recipes"
     for recipe in sorted(recipes.glob("*.yaml")):
         assert load_config(recipe).model.trust_remote_code is False, recipe
     found = [str(p) for p in SRC.rglob("*.py") if re.search(r"trust_remote_code\s*=\s*True", p.read_text())]

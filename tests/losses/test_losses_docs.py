@@ -21,7 +21,7 @@ from asft.evaluate.methods import parse_methods
 from asft.losses import LOSSES, LossArgumentError, get_spec, resolve_hparams
 from asft.losses.docs import BEGIN, END, markdown_table, splice
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REGENERATE = "asft losses --markdown --write docs/losses.md README.md"
 
 

@@ -1,4 +1,4 @@
-"""Fuzzing the readers not covered by tests/test_data_fuzz.py and tests/test_config_fuzz.py:
+"""Fuzzing the readers not covered by tests/data/test_data_fuzz.py and tests/config/test_config_fuzz.py:
 MT-Bench questions, reference answers, judge prompts and the answer/judgment logs a rerun reads
 back; checkpoint folders (manifest, damage anywhere); metrics.jsonl and config.yaml as
 ``asft plot`` and ``--resume`` read them; the token and reference-log-prob caches;

@@ -571,7 +571,7 @@ def test_log_odds_is_shared_and_stable():
 
 
 # ---------------------------------------------------------------------------------------------
-# What users see: `asft losses` (its Markdown table: tests/test_losses_docs.py).
+# What users see: `asft losses` (its Markdown table: tests/losses/test_losses_docs.py).
 
 
 def test_cli_lists_every_loss(capsys):

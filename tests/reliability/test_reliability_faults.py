@@ -7,7 +7,7 @@ After every fault: each folder that carries a completion marker verifies, every 
 checkpoint that existed before the fault is byte-for-byte unchanged (or was pruned because
 ``checkpoint.keep_last`` newer ones exist), and the next ``--resume`` starts from the newest
 complete checkpoint. At the end of every chain the final weights and metrics equal those of an
-uninterrupted run (CPU, fp32, 1e-6). tests/test_train_resume.py covers the single-fault cases;
+uninterrupted run (CPU, fp32, 1e-6). tests/train/test_train_resume.py covers the single-fault cases;
 this file covers many faults in time and their combinations.
 """
 

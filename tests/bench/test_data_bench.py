@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "tokenize_speed.py"
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "tokenize_speed.py"
 
 
 def test_tokenize_bench_smoke(tmp_path, monkeypatch):

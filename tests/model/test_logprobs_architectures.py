@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 import transformers as T
+from test_logprobs import VOCAB, make_pairs, naive
 
 from asft.config import load_config
 from asft.data.collate import collate
 from asft.model.logprobs import PreferenceScorer, shared_layout_supported
-from test_logprobs import VOCAB, make_pairs, naive
 
 SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)
 GQA = dict(SMALL, num_key_value_heads=2)

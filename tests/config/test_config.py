@@ -19,7 +19,7 @@ from asft.config import (
 )
 from asft.losses import LOSSES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _sections(cls=Config):

@@ -12,7 +12,7 @@ import pytest
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestAssertRewriteWarning")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "reliability_counts.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "reliability_counts.py"
 
 
 def _script():
