@@ -226,3 +226,70 @@ def test_common_prefix_len(a, b):
 def test_limit_stops_early():
     records = [{"prompt": "p", "chosen": f"a{i}", "rejected": "b"} for i in range(10)]
     assert len(load_pairs(records, limit=3).pairs) == 3
+
+
+def test_llama_factory_typed_parts_with_value():
+    rec = {"conversations": [{"from": "human", "value": [{"type": "text", "value": "Describe "},
+                                                         {"type": "text", "value": "it."}]}],
+           "chosen": {"from": "gpt", "value": [{"type": "text", "value": "Round."}]},
+           "rejected": {"from": "gpt", "value": "Square."}}
+    pair, report = one([rec])
+    assert report.format == "sharegpt"
+    assert pair.prompt == [msg(U, "Describe it.")] and pair.chosen == [msg(A, "Round.")]
+
+
+@pytest.mark.parametrize(("part", "field", "match"), [
+    ({"type": "image", "image": "cat.png"}, "chosen[0].content[1]", "only text parts"),
+    ({"type": "image_url", "image_url": {"url": "x"}}, "chosen[0].content[1]", "only text parts"),
+    ({"type": "text", "value": 3}, "chosen[0].content[1].value", "expected a string"),
+    ("plain", "chosen[0].content[1]", "a content part object"),
+])
+def test_non_text_content_parts_are_named(part, field, match):
+    content = [{"type": "text", "text": "look:"}, part]
+    rec = {"chosen": [{"role": "user", "content": content}, msg(A, "a")],
+           "rejected": [msg(U, "q"), msg(A, "b")]}
+    with pytest.raises(DataError, match=match) as info:
+        load_pairs([rec])
+    assert (info.value.field, info.value.reason) == (field, "wrong_type")
+
+
+def test_llama_factory_chosen_messages_are_detected_as_conversational():
+    shared = [{"from": "human", "value": "Pick a number."}]
+    rec = {"chosen_messages": [*shared, {"from": "gpt", "value": "7"}],
+           "rejected_messages": [*shared, {"from": "gpt", "value": "banana"}]}
+    pair, report = one([rec])
+    assert report.format == "conversational"
+    assert pair.prompt == [msg(U, "Pick a number.")]
+    assert (pair.chosen, pair.rejected) == ([msg(A, "7")], [msg(A, "banana")])
+    assert detect_format(rec) == "conversational"
+    with pytest.raises(DataError, match=r"field 'rejected_messages\[1\]\.from': unknown role"):
+        load_pairs([{**rec, "rejected_messages": [*shared, {"from": "wizard", "value": "x"}]}])
+
+
+def test_chosen_messages_under_any_column_names():
+    rec = {"c": [msg(U, "q"), msg(A, "yes")], "r": [msg(U, "q"), msg(A, "no")]}
+    pair, _ = one([rec], columns={"chosen": "c", "rejected": "r"})
+    assert pair.prompt == [msg(U, "q")] and pair.rejected == [msg(A, "no")]
+
+
+def test_default_system_prompt_only_where_the_prompt_has_none():
+    records = [{"prompt": "Hi", "chosen": "a", "rejected": "b"},
+               {"system": "Be terse.", "prompt": "Hi", "chosen": "a", "rejected": "b"},
+               {"prompt": [msg("system", "Own."), msg(U, "Hi")], "chosen": "a", "rejected": "b"}]
+    pairs = load_pairs(records, fmt="explicit", system="Be kind.").pairs
+    assert [p.prompt for p in pairs] == [
+        [msg("system", "Be kind."), msg(U, "Hi")],
+        [msg("system", "Be terse."), msg(U, "Hi")],
+        [msg("system", "Own."), msg(U, "Hi")]]
+    assert load_pairs(records[:1]).pairs[0].prompt == [msg(U, "Hi")]
+
+
+def test_unknown_column_key_suggests_the_closest():
+    with pytest.raises(ValueError, match=r"unknown column key\(s\) 'promt' \(did you mean 'prompt'\?\)"):
+        load_pairs([{"a": 1}], columns={"promt": "a"})
+
+
+def test_detect_rated():
+    assert detect_format({"instruction": "q", "completions": [{"response": "a"}]}) == "rated"
+    assert detect_format({"prompt": "q", "completions": [{}], "chosen": "a",
+                          "rejected": "b"}) == "explicit"

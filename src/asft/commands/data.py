@@ -1,69 +1,49 @@
-"""``asft data check SOURCE``: load and tokenize a data set, print what was kept and dropped."""
+"""``asft data check [SOURCE]``: load and tokenize a data set, print what was kept and dropped;
+``asft data prepare``: the same loader, into the token cache ahead of training."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 DEFAULT_TOKENIZER = "smollm2-135m"
 
 
-def _columns(text: str) -> dict[str, str]:
-    """``prompt=question,chosen=good`` -> {"prompt": "question", "chosen": "good"}."""
-    out = {}
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise argparse.ArgumentTypeError(f"expected NAME=COLUMN, got {item!r}")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def _optional_int(text: str) -> int | None:
-    if text.lower() in ("none", "0"):
-        return None
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be a positive integer or 'none'")
-    return value
-
-
 def register(sub: argparse._SubParsersAction) -> None:
-    from asft.data.formats import FORMATS
+    from asft.commands import data_flags
 
-    p = sub.add_parser("data", help="inspect preference data sets")
+    p = sub.add_parser("data", help="inspect and prepare preference data sets")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     c = data_sub.add_parser(
         "check", help="load and tokenize a data set; print pairs kept and dropped, and lengths",
         description="Load SOURCE (a .jsonl/.json/.csv/.parquet file, optionally .gz; a datasets "
-                    "folder; builtin:<task>[:<split>]; or a hub id), tokenize it, and print "
-                    "pairs read, kept, dropped by reason, boundary mismatches and length "
-                    "percentiles. Exits 1 on a data error.")
-    c.add_argument("source")
-    c.add_argument("--format", default="auto", choices=("auto", *FORMATS),
-                   help="record format (default: detected from the first record)")
-    c.add_argument("--columns", type=_columns, default=None, metavar="NAME=COL,...",
-                   help="map prompt/chosen/rejected/conversations/system to other column names")
-    c.add_argument("--split", default=None, help="split of a datasets folder, hub set or builtin task")
-    c.add_argument("--tokenizer", default=DEFAULT_TOKENIZER,
-                   help=f"model name or folder (default {DEFAULT_TOKENIZER}); 'none' skips tokenizing")
-    c.add_argument("--max-length", type=_optional_int, default=1024,
-                   help="limit on prompt + longer response tokens (default 1024; 'none')")
-    c.add_argument("--max-prompt-length", type=_optional_int, default=512,
-                   help="prompt tokens kept, from the end (default 512; 'none')")
-    c.add_argument("--overflow", default="drop", choices=("drop", "truncate"),
-                   help="pairs over --max-length: drop (default) or cut the responses")
-    c.add_argument("--boundary", default="shift", choices=("shift", "drop"),
-                   help="pairs whose prompt/response token boundary is not clean: shift it "
-                        "(default) or drop them")
-    c.add_argument("--on-bad-record", default="error", choices=("error", "skip"),
-                   help="stop at the first bad record (default) or skip and count bad records")
-    c.add_argument("--empty-response", default="keep", choices=("keep", "bad"),
-                   help="responses with empty text: keep and count (default) or treat as bad")
+                    "folder; builtin:<task>[:<split>]; or a hub id) as the data section of a "
+                    "training config says (--config RECIPE checks exactly what `asft train "
+                    "--config RECIPE` will read; each flag below is a shortcut for a data.* key), "
+                    "tokenize it, and print pairs read, kept, dropped by reason, boundary "
+                    "mismatches and length percentiles. Exits 1 on a data error.")
+    c.add_argument("source", nargs="?", help="data source (default: the config's data.source)")
+    data_flags.add(c)
+    c.add_argument("--tokenizer", default=None,
+                   help="model name or folder (default: the config's model.name, "
+                        f"{DEFAULT_TOKENIZER}); 'none' skips tokenizing")
     c.add_argument("--no-cache", action="store_true", help="do not read or write the token cache")
     c.add_argument("--json", dest="json_out", default=None, metavar="PATH",
                    help="also write the summary as JSON to PATH ('-': print it after the tables)")
     c.set_defaults(func=run)
+    pr = data_sub.add_parser(
+        "prepare", help="read and tokenize a data set into the token cache, ahead of training",
+        description="Read and tokenize the data of a training config (the same loader as "
+                    "`asft train`) and store the token ids in asft's cache, so that training, "
+                    "on every process, starts from the cache. Writes data_report.json.")
+    pr.add_argument("source", nargs="?", help="data source (default: the config's data.source)")
+    data_flags.add(pr)
+    pr.add_argument("--tokenizer", default=None,
+                    help="model name or folder (default: the config's model.name)")
+    pr.add_argument("--report", type=Path, default=Path("data_report.json"), metavar="PATH",
+                    help="where to write the report (default: ./data_report.json)")
+    pr.set_defaults(func=run_prepare)
 
 
 def _load_table(report):
@@ -104,50 +84,94 @@ def _token_table(report, tokenizer_name: str):
     return t, lengths
 
 
+def _config(args: argparse.Namespace):
+    from asft.commands import data_flags
+
+    cfg = data_flags.load(args, args.source)
+    tokenizer = args.tokenizer or cfg.model.name
+    return cfg, tokenizer
+
+
+def _tokenizer(name: str):
+    from asft.errors import AsftError
+    from asft.model.load import load_tokenizer
+
+    try:
+        return load_tokenizer(name)
+    except (OSError, ValueError) as err:
+        raise AsftError(f"cannot load tokenizer {name!r}: {err}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
-    from asft.data import DataError, load_pairs
+    from asft.data import DataError
+    from asft.data.spec import prepare, read
     from asft.errors import AsftError
+    from asft.model.load import cache_root
 
+    cfg, tokenizer_name = _config(args)
     console = Console()
+    tokenize = tokenizer_name.lower() != "none"
     try:
-        loaded = load_pairs(args.source, fmt=args.format, columns=args.columns,
-                            on_bad_record=args.on_bad_record, split=args.split,
-                            empty_response=args.empty_response)
+        if tokenize:
+            prepared = prepare(cfg.data, _tokenizer(tokenizer_name), seed=cfg.seed,
+                               cache_dir=None if args.no_cache else cache_root() / "tokens",
+                               progress=True)
+            loaded = prepared.loaded
+        else:
+            loaded = read(cfg.data, seed=cfg.seed)
     except DataError as err:
         raise AsftError(str(err)) from None
-    except ValueError as err:
-        raise AsftError(f"invalid option: {err}") from None
     summary: dict = {"load": loaded.report.to_dict()}
     console.print(_load_table(loaded.report))
     for line in loaded.report.examples:
-        console.print(f"  [yellow]skipped[/] {line}", markup=True, highlight=False)
-    if args.tokenizer.lower() != "none":
-        from asft.data.tokenize import tokenize_pairs
-        from asft.model.load import cache_root, load_tokenizer
-
-        try:
-            tokenizer = load_tokenizer(args.tokenizer)
-        except OSError as err:
-            raise AsftError(f"cannot load tokenizer {args.tokenizer!r}: {err}") from None
-        try:
-            result = tokenize_pairs(
-                loaded.pairs, tokenizer, args.max_length, args.max_prompt_length,
-                cache_dir=None if args.no_cache else cache_root() / "tokens",
-                overflow=args.overflow, boundary=args.boundary, progress=True)
-        except ValueError as err:
-            raise AsftError(str(err)) from None
-        summary["tokens"] = result.report.to_dict()
-        summary["tokens"]["tokenizer"] = args.tokenizer
-        table, lengths = _token_table(result.report, args.tokenizer)
+        console.print(f"  [yellow]skipped[/] {escape(line)}", markup=True, highlight=False)
+    if tokenize:
+        report = prepared.tokenized.report
+        summary.update(tokens={**report.to_dict(), "tokenizer": tokenizer_name},
+                       warnings=prepared.warnings)
+        table, lengths = _token_table(report, tokenizer_name)
         console.print(table)
         console.print(lengths)
-        for line in result.report.examples:
-            console.print(f"  [yellow]note[/] {line}", markup=True, highlight=False)
+        for line in report.examples:
+            console.print(f"  [yellow]note[/] {escape(line)}", markup=True, highlight=False)
+        for warning in prepared.warnings:
+            console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
     if args.json_out == "-":
         print(json.dumps(summary, indent=2))
     elif args.json_out:
+        # a path the user names, possibly /dev/stdout: written in place, not renamed into place
         with open(args.json_out, "w") as fh:
             json.dump(summary, fh, indent=2)
+    return 0
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from asft import atomic
+    from asft.data import DataError
+    from asft.data.spec import prepare
+    from asft.errors import AsftError
+    from asft.model.load import cache_root
+
+    cfg, tokenizer_name = _config(args)
+    console = Console(stderr=True)
+    try:
+        prepared = prepare(cfg.data, _tokenizer(tokenizer_name), seed=cfg.seed,
+                           cache_dir=cache_root() / "tokens", progress=True)
+    except DataError as err:
+        raise AsftError(str(err)) from None
+    report = prepared.report()
+    report["tokenize"]["tokenizer"] = tokenizer_name
+    atomic.write_json(args.report, report)
+    console.print(f"data: {escape(prepared.summary())}", highlight=False)
+    for warning in prepared.warnings:
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
+    tok = prepared.tokenized.report
+    console.print(f"token cache: {tok.cache_path or tok.cache}\nreport: {args.report}",
+                  highlight=False)
     return 0

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from asft import atomic
+from asft.commands import data_flags
 from asft.errors import AsftError
 
 DEFAULT_DATA = "builtin:mixed"
@@ -38,8 +39,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="model folder, hub id or short name")
     p.add_argument("--data", default=DEFAULT_DATA, help=f"data source (default: {DEFAULT_DATA})")
     p.add_argument("--output", required=True, type=Path, help="folder for eval.json, generations.jsonl")
-    p.add_argument("--split", help="split to evaluate (default: test for built-in and hub data, "
-                   "the whole file otherwise)")
     p.add_argument("--num-samples", type=int, help="evaluate the first N pairs only")
     p.add_argument("--max-new-tokens", type=int, default=256, help="per answer (default: 256)")
     sampling = p.add_mutually_exclusive_group()
@@ -47,12 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     sampling.add_argument("--temperature", type=float, default=0.0, help="sample at this temperature")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus mass when sampling")
     p.add_argument("--batch-size", type=int, default=8, help="prompts per generate call / pairs per forward")
-    p.add_argument("--max-length", type=int, default=1024, help="prompt + response tokens for scoring")
-    p.add_argument("--max-prompt-length", type=int, default=512, help="prompt tokens (keeps the end)")
     p.add_argument("--no-generate", action="store_true", help="skip generation metrics")
     p.add_argument("--no-pairwise", action="store_true", help="skip pairwise metrics")
     p.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    # the data section's keys (format, columns, on_bad_record, ...), as asft train reads them;
+    # --split defaults to test for built-in and hub data, the whole file otherwise
+    data_flags.add(p)
     p.set_defaults(func=run)
 
 
@@ -80,39 +80,58 @@ def print_table(results: dict, title: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from asft.data import DataError, load_pairs
+    from asft.data import DataError
+    from asft.data.spec import read
     from asft.evaluate.generation import GenerationConfig
     from asft.evaluate.heldout import EvalConfig, checker_for, evaluate_pairs
     from asft.model.load import load_model, load_tokenizer
 
-    split = args.split or default_split(args.data)
+    if args.data_split is None:
+        args.data_split = default_split(args.data)
+    spec = data_flags.load(args, args.data).data
     try:
         config = EvalConfig(
             generation=GenerationConfig(max_new_tokens=args.max_new_tokens,
                                         temperature=0.0 if args.greedy else args.temperature,
                                         top_p=args.top_p, batch_size=args.batch_size, seed=args.seed),
-            num_samples=args.num_samples, max_length=args.max_length,
-            max_prompt_length=args.max_prompt_length, score_batch_size=args.batch_size,
+            num_samples=args.num_samples, max_length=spec.max_length,
+            max_prompt_length=spec.max_prompt_length, score_batch_size=args.batch_size,
             generate=not args.no_generate, pairwise=not args.no_pairwise,
+            overflow=spec.overflow, boundary=spec.boundary,
         )
-        pairs = load_pairs(args.data, split=split, limit=args.num_samples).pairs
+        loaded = read(spec, limit=args.num_samples)
     except (ValueError, DataError) as err:
         raise AsftError(str(err)) from None
+    _report_skips(loaded.report)
     tokenizer = load_tokenizer(args.model)
     model = load_model(args.model, dtype=args.dtype)
     if torch.cuda.is_available():
         model = model.cuda()
-    results, generations = evaluate_pairs(model, tokenizer, pairs, config, checker_for(args.data))
+    results, generations = evaluate_pairs(model, tokenizer, loaded.pairs, config,
+                                          checker_for(args.data))
+    results["data"] = loaded.report.to_dict()
     results["config"] = {
-        "model": args.model, "data": args.data, "split": split, "num_samples": args.num_samples,
+        "model": args.model, "data": args.data, "split": spec.split, "num_samples": args.num_samples,
         "max_new_tokens": args.max_new_tokens, "temperature": config.generation.temperature,
-        "top_p": args.top_p, "max_length": args.max_length,
-        "max_prompt_length": args.max_prompt_length, "dtype": args.dtype, "seed": args.seed,
+        "top_p": args.top_p, "max_length": spec.max_length,
+        "max_prompt_length": spec.max_prompt_length, "dtype": args.dtype, "seed": args.seed,
+        "format": loaded.report.format, "on_bad_record": spec.on_bad_record,
     }
     args.output.mkdir(parents=True, exist_ok=True)
     atomic.write_json(args.output / "eval.json", results)
     if generations:
         atomic.write_jsonl(args.output / "generations.jsonl", generations, ensure_ascii=False)
-    print_table(results, f"{args.model} on {args.data}" + (f" ({split})" if split else ""))
+    print_table(results, f"{args.model} on {args.data}" + (f" ({spec.split})" if spec.split else ""))
     print(f"wrote {args.output / 'eval.json'}")
     return 0
+
+
+def _report_skips(report) -> None:
+    """Records skipped under ``--on-bad-record skip`` (and ties): counted, never silent."""
+    import sys
+
+    if report.skipped:
+        counts = ", ".join(f"{reason} {n}" for reason, n in sorted(report.skipped.items()))
+        print(f"asft eval: {sum(report.skipped.values())} of {report.read} records skipped "
+              f"({counts}); first: {report.examples[0] if report.examples else '-'}",
+              file=sys.stderr)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from asft.config import schema
+from asft.config.data import DataConfig
 from asft.config.schema import (
     ConfigError,
     FieldError,
@@ -85,48 +86,6 @@ class LoraConfig(Section):
         require(self.alpha > 0, "alpha", f"must be > 0, got {self.alpha}")
         require(0 <= self.dropout < 1, "dropout", f"must be in [0, 1), got {self.dropout}")
         require(bool(self.target_modules), "target_modules", "must not be empty")
-
-
-@dataclass
-class DataConfig(Section):
-    """Where the preference pairs come from and how they are cut."""
-
-    source: str = "builtin:mixed"
-    """A data source: ``builtin:<task>``, a local file (.jsonl, .json, .parquet) or folder."""
-
-    max_length: int = 512
-    """Longest prompt + longer response in tokens; see ``overflow`` for longer pairs."""
-
-    max_prompt_length: int = 256
-    """Longest prompt in tokens; longer prompts keep their end."""
-
-    overflow: Literal["drop", "truncate"] = "drop"
-    """Pairs longer than max_length: ``drop`` them (a cut response has no EOS, so its
-    likelihood is not the response's), or ``truncate`` both responses to fit (TRL's way)."""
-
-    probe_size: int = 16
-    """Pairs held out from training and scored every ``logging.probe_every`` steps to follow
-    the chosen and rejected likelihoods (0 disables the probe)."""
-
-    limit: int | None = None
-    """Read at most the first N pairs of the source (the probe included); null: all."""
-
-    layout: Literal["shared", "plain"] = "shared"
-    """Batch layout: ``shared`` computes each prompt once per pair (a 4D attention mask; models
-    that ignore it fall back to ``plain`` automatically), ``plain`` one sequence per response."""
-
-    pack: bool = True
-    """Put several pairs in one row (first-fit into rows as long as the batch's longest pair)
-    so that short pairs fill the padding of long ones; same loss and gradients, fewer positions
-    computed. Needs the 4D attention mask, so it is off when the model falls back to ``plain``."""
-
-    def validate(self) -> None:
-        require(bool(self.source.strip()), "source", "must not be empty")
-        require(8 <= self.max_length <= 1 << 20, "max_length", f"must be in [8, 1048576], got {self.max_length}")
-        require(1 <= self.max_prompt_length < self.max_length, "max_prompt_length",
-                 f"must be in [1, max_length={self.max_length}), got {self.max_prompt_length}")
-        require(0 <= self.probe_size <= 100_000, "probe_size", f"must be in [0, 100000], got {self.probe_size}")
-        require(self.limit is None or self.limit >= 1, "limit", f"must be >= 1 or null, got {self.limit}")
 
 
 @dataclass

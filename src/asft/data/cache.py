@@ -18,7 +18,8 @@ from pathlib import Path
 
 from asft import atomic
 
-CACHE_VERSION = 1
+# 2: an entry's report also keeps the lengths of the pairs dropped as too long
+CACHE_VERSION = 2
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

@@ -3,6 +3,10 @@
 Every reader and format adapter raises :class:`DataError` (a ``ValueError``) and nothing else
 for problems with the user's data, so callers catch one type and users read one kind of
 message: ``data.jsonl, line 12, field 'chosen': expected a string, got int``.
+
+:class:`Skipped` is the one kind of DataError that is not a fault: a record that holds no
+preference (a tie). ``load_pairs`` always skips and counts it, even with
+``on_bad_record="error"``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,13 @@ REASONS = (
     "no_response",          # nothing follows the prompt in chosen or rejected
     "empty_response",       # a response whose text is empty (only with empty_response="bad")
     "identical_responses",  # chosen equals rejected: no preference to learn
+    # Not faults: records that hold no preference (raised as Skipped, always skipped and
+    # counted, whatever on_bad_record says).
+    "tie",                  # ranked: a tie label or no majority of votes, or equal top scores;
+                            # rated: every rated completion has the best rating
+    "too_few_rated",        # rated: fewer than two completions have a numeric rating
 )
+SKIP_REASONS = ("tie", "too_few_rated")
 
 
 class DataError(ValueError):
@@ -54,13 +64,29 @@ class DataError(ValueError):
         return f"{', '.join(where)}: {self.message}" if where else self.message
 
     def located(self, file: str, line: int | None, unit: str) -> DataError:
-        """This error with the source location filled in (adapters know only the field)."""
-        return DataError(self.message, file=file, line=line, unit=unit, field=self.field,
-                         reason=self.reason)
+        """This error (same class) with the source location filled in (adapters know only the
+        field)."""
+        return type(self)(self.message, file=file, line=line, unit=unit, field=self.field,
+                          reason=self.reason)
 
     def __reduce__(self):
-        return (_rebuild, (self.message, self.file, self.line, self.unit, self.field, self.reason))
+        return (_rebuild, (self.message, self.file, self.line, self.unit, self.field, self.reason,
+                           type(self)))
 
 
-def _rebuild(message, file, line, unit, field, reason) -> DataError:
-    return DataError(message, file=file, line=line, unit=unit, field=field, reason=reason)
+class Skipped(DataError):
+    """A record with no preference in it (``reason`` one of :data:`SKIP_REASONS`): not bad
+    data, so it is skipped and counted under any ``on_bad_record`` policy."""
+
+
+def _rebuild(message, file, line, unit, field, reason, cls=DataError) -> DataError:
+    return cls(message, file=file, line=line, unit=unit, field=field, reason=reason)
+
+
+class OptionError(ValueError):
+    """A bad option of the loader (a value of the ``data`` config section, not of the data):
+    ``key`` names the option, e.g. ``"on_bad_record"``; the config reports it as that field."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key, self.message = key, message

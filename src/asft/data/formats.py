@@ -14,6 +14,8 @@ Formats (``fmt`` names):
     ``{role, content}`` lists sharing a prefix; optional ``prompt`` (string or messages) and
     ``score_chosen`` / ``score_rejected`` (read by nobody here). Without a ``prompt`` the prompt
     is the longest shared prefix after which both continue with an assistant message.
+    LLaMA-Factory's ``chosen_messages`` / ``rejected_messages`` are read where ``chosen`` /
+    ``rejected`` are absent.
 ``hh``
     Anthropic HH-RLHF: ``chosen`` and ``rejected`` are whole transcripts
     ``"\\n\\nHuman: ...\\n\\nAssistant: ..."``. The prompt is their longest common prefix ending in
@@ -22,6 +24,14 @@ Formats (``fmt`` names):
 ``sharegpt``
     ``conversations``: a list of ``{from, value}`` (``human``/``gpt``/``system``) and ``chosen``
     / ``rejected`` as one ``{from, value}`` object, a list of them, or a string.
+``ranked``, ``rated``
+    Two or more responses with a verdict (labels, votes, scores; UltraFeedback's raw ratings),
+    turned into one pair by :mod:`asft.data.ranked`. Never detected, except ``rated`` for a
+    record with a ``completions`` list of objects and no ``chosen``.
+
+A message content is a string or a list of typed parts, ``{"type": "text", "text": ...}``
+(OpenAI, transformers) or ``{"type": "text", "value": ...}`` (LLaMA-Factory), joined; any other
+part (an image) is a ``wrong_type`` error.
 
 Any format also reads an optional ``system`` string, put first in the prompt. Other column
 names are mapped onto these with ``columns={"prompt": "question", ...}`` (see
@@ -31,14 +41,22 @@ names are mapped onto these with ``columns={"prompt": "question", ...}`` (see
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Mapping
 
 from asft.data.errors import DataError
 from asft.data.records import Message
 
-FORMATS = ("explicit", "conversational", "hh", "sharegpt")
-COLUMN_KEYS = ("prompt", "chosen", "rejected", "conversations", "system")
+FORMATS = ("explicit", "conversational", "hh", "sharegpt", "ranked", "rated")
+# The keys of ``columns``: standard name -> the source's column name(s).
+PAIR_KEYS = ("prompt", "chosen", "rejected", "conversations", "system")
+RANKED_KEYS = ("prompt", "system", "responses", "label", "scores")
+RATED_KEYS = ("prompt", "system", "completions", "response", "rating")
+COLUMN_KEYS = (*PAIR_KEYS, "responses", "label", "scores", "completions", "response", "rating")
+LIST_KEYS = ("responses", "label", "scores")  # the keys whose value may be a list of columns
+# The keys apply_columns renames in a record; the others are read by the ranked/rated adapters.
+_RENAMED = (*PAIR_KEYS, "completions")
 
 ROLES = {
     "user": "user", "human": "user", "prompter": "user",
@@ -66,43 +84,56 @@ def _short(key: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _wrong(field: str, expected: str, value: object) -> DataError:
+def wrong_type(field: str, expected: str, value: object) -> DataError:
+    """A ``wrong_type`` error: ``expected <expected>, got <kind of value>``."""
     return DataError(f"expected {expected}, got {_kind(value)}", field=field, reason="wrong_type")
 
 
-def require(record: Mapping, name: str) -> object:
-    """``record[name]``, or a ``missing_field`` error listing the fields that are there."""
+def require(record: Mapping, name: str, field: str | None = None) -> object:
+    """``record[name]``, or a ``missing_field`` error (on ``field``, by default ``name``)
+    listing the fields that are there."""
     value = record.get(name)
     if value is None:
         present = ", ".join(_short(k) for k in list(record)[:12]) or "none"
         more = ", ..." if len(record) > 12 else ""
-        raise DataError(f"missing (fields present: {present}{more})", field=name,
+        raise DataError(f"missing (fields present: {present}{more})", field=field or name,
                         reason="missing_field")
     return value
 
 
-def _text(value: object, field: str) -> str:
-    """A message content: a string, or OpenAI-style text parts ``[{"type": "text", "text": ..}]``."""
+def _part_text(part: object, field: str) -> str:
+    if not isinstance(part, Mapping):
+        raise wrong_type(field, "a content part object", part)
+    if part.get("type") != "text":
+        raise DataError(f"a content part of type {_short(part.get('type'))}: only text parts "
+                        "are supported", field=field, reason="wrong_type")
+    key = "text" if "text" in part else "value"
+    if not isinstance(part.get(key), str):
+        raise wrong_type(f"{field}.{key}", "a string", part.get(key))
+    return part[key]
+
+
+def content_text(value: object, field: str) -> str:
+    """A message content: a string, or typed text parts ``[{"type": "text", "text": ..}]``
+    (OpenAI, transformers) or ``[{"type": "text", "value": ..}]`` (LLaMA-Factory), joined."""
     if isinstance(value, str):
         return value
-    if isinstance(value, list) and value and all(
-            isinstance(p, Mapping) and p.get("type") == "text" and isinstance(p.get("text"), str)
-            for p in value):
-        return "".join(p["text"] for p in value)
-    raise _wrong(field, "a string", value)
+    if isinstance(value, list) and value:
+        return "".join(_part_text(p, f"{field}[{i}]") for i, p in enumerate(value))
+    raise wrong_type(field, "a string or a list of text parts", value)
 
 
 def to_message(value: object, field: str) -> Message:
     """One ``{role, content}`` (or ShareGPT ``{from, value}``) object as a normalised message."""
     if not isinstance(value, Mapping):
-        raise _wrong(field, "a message object with role and content", value)
+        raise wrong_type(field, "a message object with role and content", value)
     role_key = "role" if "role" in value else "from"
     content_key = "content" if "content" in value else "value"
     role = value.get(role_key)
     if role is None:
         raise DataError("message has no 'role' (or 'from')", field=field, reason="missing_field")
     if not isinstance(role, str):
-        raise _wrong(f"{field}.{role_key}", "a string", role)
+        raise wrong_type(f"{field}.{role_key}", "a string", role)
     norm = ROLES.get(role.strip().lower())
     if norm is None:
         known = ", ".join(sorted(set(ROLES)))
@@ -112,42 +143,43 @@ def to_message(value: object, field: str) -> Message:
     if content is None:
         raise DataError("message has no 'content' (or 'value')", field=field,
                         reason="missing_field")
-    return {"role": norm, "content": _text(content, f"{field}.{content_key}")}
+    return {"role": norm, "content": content_text(content, f"{field}.{content_key}")}
 
 
 def to_messages(value: object, field: str) -> list[Message]:
     """A list of message objects."""
     if not isinstance(value, list):
-        raise _wrong(field, "a list of messages", value)
+        raise wrong_type(field, "a list of messages", value)
     return [to_message(m, f"{field}[{i}]") for i, m in enumerate(value)]
 
 
-def _prompt_messages(value: object, field: str) -> list[Message]:
+def prompt_messages(value: object, field: str) -> list[Message]:
     if isinstance(value, str):
         return [{"role": "user", "content": value}] if value else []
     if isinstance(value, Mapping):
         return [to_message(value, field)]
     if isinstance(value, list):
         return to_messages(value, field)
-    raise _wrong(field, "a string or a list of messages", value)
+    raise wrong_type(field, "a string or a list of messages", value)
 
 
-def _response_messages(value: object, field: str) -> list[Message]:
+def response_messages(value: object, field: str) -> list[Message]:
     if isinstance(value, str):
         return [{"role": "assistant", "content": value}]
     if isinstance(value, Mapping):
         return [to_message(value, field)]
     if isinstance(value, list):
         return to_messages(value, field)
-    raise _wrong(field, "a string or a list of messages", value)
+    raise wrong_type(field, "a string or a list of messages", value)
 
 
-def _system(record: Mapping) -> list[Message]:
-    value = record.get("system")
+def system_messages(record: Mapping, name: str = "system") -> list[Message]:
+    """The record's optional system prompt (column ``name``) as a list of 0 or 1 message."""
+    value = record.get(name)
     if value is None or value == "":
         return []
     if not isinstance(value, str):
-        raise _wrong("system", "a string", value)
+        raise wrong_type(name, "a string", value)
     return [{"role": "system", "content": value}]
 
 
@@ -191,8 +223,8 @@ def split_shared(chosen: list[Message], rejected: list[Message],
     return chosen[:k], chosen[k:], rejected[k:]
 
 
-def _with_prompt(prompt: list[Message], chosen: list[Message], rejected: list[Message],
-                 ) -> tuple[list[Message], list[Message], list[Message]]:
+def with_prompt(prompt: list[Message], chosen: list[Message], rejected: list[Message],
+                ) -> tuple[list[Message], list[Message], list[Message]]:
     """Responses given with an explicit prompt: strip the prompt where they repeat it."""
     c_rep, r_rep = _starts_with(chosen, prompt), _starts_with(rejected, prompt)
     if prompt and c_rep != r_rep:
@@ -206,23 +238,31 @@ def _with_prompt(prompt: list[Message], chosen: list[Message], rejected: list[Me
 
 def explicit(record: Mapping):
     """``prompt`` + ``chosen`` + ``rejected`` (strings or message lists)."""
-    prompt = _prompt_messages(require(record, "prompt"), "prompt")
-    chosen = _response_messages(require(record, "chosen"), "chosen")
-    rejected = _response_messages(require(record, "rejected"), "rejected")
-    prompt, chosen, rejected = _with_prompt(prompt, chosen, rejected)
-    return _system(record) + prompt, chosen, rejected
+    prompt = prompt_messages(require(record, "prompt"), "prompt")
+    chosen = response_messages(require(record, "chosen"), "chosen")
+    rejected = response_messages(require(record, "rejected"), "rejected")
+    prompt, chosen, rejected = with_prompt(prompt, chosen, rejected)
+    return system_messages(record) + prompt, chosen, rejected
+
+
+def _llama_factory_name(record: Mapping, name: str) -> str:
+    """``name``, or LLaMA-Factory's ``<name>_messages`` where only that one is there."""
+    alt = f"{name}_messages"
+    return alt if record.get(name) is None and record.get(alt) is not None else name
 
 
 def conversational(record: Mapping):
-    """``chosen`` / ``rejected`` whole conversations, optional ``prompt``."""
-    chosen = to_messages(require(record, "chosen"), "chosen")
-    rejected = to_messages(require(record, "rejected"), "rejected")
+    """``chosen`` / ``rejected`` (or ``chosen_messages`` / ``rejected_messages``) whole
+    conversations, optional ``prompt``."""
+    c_name, r_name = _llama_factory_name(record, "chosen"), _llama_factory_name(record, "rejected")
+    chosen = to_messages(require(record, c_name), c_name)
+    rejected = to_messages(require(record, r_name), r_name)
     if record.get("prompt") is not None:
-        prompt = _prompt_messages(record["prompt"], "prompt")
-        prompt, chosen, rejected = _with_prompt(prompt, chosen, rejected)
+        prompt = prompt_messages(record["prompt"], "prompt")
+        prompt, chosen, rejected = with_prompt(prompt, chosen, rejected)
     else:
         prompt, chosen, rejected = split_shared(chosen, rejected)
-    return _system(record) + prompt, chosen, rejected
+    return system_messages(record) + prompt, chosen, rejected
 
 
 def common_prefix_len(a: str, b: str) -> int:
@@ -265,22 +305,22 @@ def hh(record: Mapping):
     rejected = require(record, "rejected")
     for name, value in (("chosen", chosen), ("rejected", rejected)):
         if not isinstance(value, str):
-            raise _wrong(name, "a transcript string", value)
+            raise wrong_type(name, "a transcript string", value)
     if chosen == rejected:
         raise DataError("chosen and rejected are identical", field="chosen",
                         reason="identical_responses")
     prompt_text, chosen_rest, rejected_rest = hh_split(chosen, rejected)
     prompt = hh_messages(prompt_text[: -len(HH_ASSISTANT)])
-    return (_system(record) + prompt, hh_messages(HH_ASSISTANT + chosen_rest),
+    return (system_messages(record) + prompt, hh_messages(HH_ASSISTANT + chosen_rest),
             hh_messages(HH_ASSISTANT + rejected_rest))
 
 
 def sharegpt(record: Mapping):
     """``conversations`` prompt plus ``chosen`` / ``rejected`` from/value objects."""
     prompt = to_messages(require(record, "conversations"), "conversations")
-    chosen = _response_messages(require(record, "chosen"), "chosen")
-    rejected = _response_messages(require(record, "rejected"), "rejected")
-    return _system(record) + prompt, chosen, rejected
+    chosen = response_messages(require(record, "chosen"), "chosen")
+    rejected = response_messages(require(record, "rejected"), "rejected")
+    return system_messages(record) + prompt, chosen, rejected
 
 
 ADAPTERS: dict[str, Adapter] = {
@@ -292,19 +332,33 @@ def detect_format(record: Mapping) -> str:
     """The format of ``record``, from its field names and the type of ``chosen``."""
     if record.get("conversations") is not None:
         return "sharegpt"
+    if record.get("chosen") is None:
+        completions = record.get("completions")
+        if isinstance(completions, list) and completions and all(
+                isinstance(c, Mapping) for c in completions):
+            return "rated"
+        if all(isinstance(record.get(f"{n}_messages"), list) for n in ("chosen", "rejected")):
+            return "conversational"
     chosen = require(record, "chosen")
     require(record, "rejected")
     if isinstance(chosen, list):
         return "conversational"
     if isinstance(chosen, str):
         return "explicit" if record.get("prompt") is not None else "hh"
-    raise _wrong("chosen", "a string or a list of messages", chosen)
+    raise wrong_type("chosen", "a string or a list of messages", chosen)
 
 
-def apply_columns(record: Mapping, columns: Mapping[str, str]) -> dict:
-    """``record`` with the user's columns renamed to the standard names of ``columns``' keys."""
+def apply_columns(record: Mapping, columns: Mapping[str, str | list[str]]) -> dict:
+    """``record`` with the user's columns renamed to the standard names of ``columns``' keys.
+
+    Only the top-level record keys (:data:`PAIR_KEYS` and ``completions``) are renamed; the
+    ranked keys (``responses``, ``label``, ``scores``) and the per-completion keys of ``rated``
+    (``response``, ``rating``) are read where they are by :mod:`asft.data.ranked`.
+    """
     out = dict(record)
     for key, source in columns.items():
+        if key not in _RENAMED:
+            continue
         if source not in record or record[source] is None:
             present = ", ".join(_short(k) for k in list(record)[:12]) or "none"
             raise DataError(f"column mapped to {key!r} is missing (fields present: {present})",
@@ -313,17 +367,77 @@ def apply_columns(record: Mapping, columns: Mapping[str, str]) -> dict:
     return out
 
 
-def check_columns(columns: Mapping[str, str] | None) -> dict[str, str]:
-    """Validate a column mapping (API misuse raises ValueError, not DataError)."""
+def suggest(word: object, choices: tuple[str, ...]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string."""
+    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def format_column_keys(fmt: str) -> tuple[str, ...]:
+    """The ``columns`` keys that format ``fmt`` (or ``"auto"``) reads."""
+    if fmt == "ranked":
+        return RANKED_KEYS
+    if fmt == "rated":
+        return RATED_KEYS
+    if fmt == "auto":  # detection may pick rated
+        return (*PAIR_KEYS, "completions", "response", "rating")
+    return PAIR_KEYS
+
+
+def _check_value(key: str, source: object) -> None:
+    names = source if key in LIST_KEYS and isinstance(source, list) else [source]
+    if key in ("responses", "scores") and not isinstance(source, list):
+        raise ValueError(f"columns[{key!r}] must be a list of column names, got {_kind(source)}")
+    if not names or not all(isinstance(n, str) and n for n in names):
+        kind = "a non-empty column name" + (" or a list of them" if key in LIST_KEYS else "")
+        raise ValueError(f"columns[{key!r}] must be {kind}, got {source!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"columns[{key!r}] names a column twice: {source!r}")
+
+
+def _check_ranked(columns: Mapping) -> None:
+    responses = columns.get("responses")
+    if responses is None:
+        raise ValueError("format 'ranked' needs columns['responses']: the list of response "
+                         "columns, e.g. ['response_0', 'response_1']")
+    if ("label" in columns) == ("scores" in columns):
+        raise ValueError("format 'ranked' needs exactly one of columns['label'] (a label "
+                         "column, or a list of vote columns) and columns['scores'] (one score "
+                         "column per response), got " + ("both" if "label" in columns else "neither"))
+    if "scores" in columns and len(columns["scores"]) != len(responses):
+        raise ValueError(f"columns['scores'] must name one column per response: "
+                         f"{len(columns['scores'])} for {len(responses)} responses")
+
+
+def check_columns(columns: Mapping[str, str | list[str]] | None,
+                  fmt: str | None = None) -> dict[str, str | list[str]]:
+    """Validate a column mapping (API misuse raises ValueError, not DataError).
+
+    Values are column names; ``responses`` and ``scores`` take a list of them and ``label`` one
+    or a list (votes). With ``fmt`` (a format or ``"auto"``) the keys must be ones that format
+    reads, and ``ranked`` needs ``responses`` (at least two) and exactly one of ``label`` and
+    ``scores``.
+    """
     if columns is None:
-        return {}
+        columns = {}
     if not isinstance(columns, Mapping):
         raise ValueError(f"columns must be a mapping like {{'prompt': 'question'}}, got {_kind(columns)}")
     bad = [k for k in columns if k not in COLUMN_KEYS]
     if bad:
-        raise ValueError(f"unknown column key(s) {', '.join(map(repr, bad))}; "
-                         f"valid: {', '.join(COLUMN_KEYS)}")
+        raise ValueError(f"unknown column key(s) {', '.join(map(repr, bad))}"
+                         f"{suggest(bad[0], COLUMN_KEYS)}; valid: {', '.join(COLUMN_KEYS)}")
     for key, source in columns.items():
-        if not isinstance(source, str) or not source:
-            raise ValueError(f"columns[{key!r}] must be a non-empty column name")
+        _check_value(key, source)
+    if "responses" in columns and len(columns["responses"]) < 2:
+        raise ValueError(f"columns['responses'] must name at least 2 response columns, got "
+                         f"{columns['responses']!r}")
+    if fmt is not None:
+        keys = format_column_keys(fmt)
+        for key in columns:
+            if key not in keys:
+                hint = " (use fmt='ranked')" if key in LIST_KEYS else ""
+                raise ValueError(f"columns[{key!r}] is not read by format {fmt!r}{hint}; it "
+                                 f"reads: {', '.join(keys)}")
+        if fmt == "ranked":
+            _check_ranked(columns)
     return dict(columns)

@@ -6,17 +6,20 @@ import re
 from collections import Counter
 from collections.abc import Mapping
 
-from asft.data.errors import DataError
+from asft.data.errors import DataError, OptionError, Skipped
 from asft.data.formats import (
     ADAPTERS,
     FORMATS,
+    Adapter,
     apply_columns,
     check_columns,
     check_response,
     detect_format,
+    suggest,
 )
+from asft.data.ranked import BINARIZE, ranked_adapter, rated_adapter
 from asft.data.records import LoadReport, LoadResult, Message, PreferencePair
-from asft.data.sources import open_source
+from asft.data.sources import OpenedSource, open_source
 
 BAD_RECORD_POLICIES = ("error", "skip")
 EMPTY_RESPONSE_POLICIES = ("keep", "bad")
@@ -57,49 +60,54 @@ def validate_pair(prompt: list[Message], chosen: list[Message], rejected: list[M
     return bool(empty)
 
 
-def load_pairs(source, fmt: str = "auto", columns: Mapping[str, str] | None = None,
-               on_bad_record: str = "error", split: str | None = None, *,
-               empty_response: str = "keep", limit: int | None = None,
-               hub_kwargs: Mapping | None = None) -> LoadResult:
-    """Read preference pairs from ``source``.
+def make_adapter(fmt: str, columns: Mapping, labels: Mapping | None = None,
+                 binarize: str = "random", seed: int = 0) -> Adapter:
+    """The adapter that reads one record of format ``fmt`` with ``columns`` (checked)."""
+    if fmt == "ranked":
+        return ranked_adapter(columns, labels)
+    if fmt == "rated":
+        return rated_adapter(columns, binarize, seed)
+    adapter = ADAPTERS[fmt]
+    if not columns:
+        return adapter
+    return lambda record: adapter(apply_columns(record, columns))
 
-    Args:
-        source: a file, a ``datasets`` folder, ``builtin:<task>[:<split>]``, a hub id, or a
-            list of dicts (see :mod:`asft.data.sources`).
-        fmt: ``"auto"`` (detected from the first readable record) or one of
-            :data:`asft.data.formats.FORMATS`.
-        columns: maps standard names (``prompt``, ``chosen``, ``rejected``, ``conversations``,
-            ``system``) to the source's column names.
-        on_bad_record: ``"error"`` raises :class:`DataError` at the first bad record, naming
-            file, line (or row) and field; ``"skip"`` skips bad records and counts them by
-            reason in the report. Problems with the whole source always raise.
-        split: split of a ``datasets`` folder, hub data set or built-in task.
-        empty_response: ``"keep"`` keeps responses whose text is empty (HH-RLHF has a few:
-            the preferred answer to a harmful request was silence) and counts them in
-            ``report.empty_responses``; ``"bad"`` treats them as bad records.
-        limit: stop after this many pairs.
-        hub_kwargs: extra arguments to ``datasets.load_dataset`` (e.g. ``{"name": config}``).
 
-    Returns:
-        LoadResult with pairs in source order; each ``origin`` is ``"<source>:<n>"``.
+def with_system(prompt: list[Message], system: str | None) -> list[Message]:
+    """``prompt`` with the default ``system`` message first, unless it has one already."""
+    if not system or any(m["role"] == "system" for m in prompt):
+        return prompt
+    return [{"role": "system", "content": system}, *prompt]
 
-    Raises:
-        DataError: the source cannot be read, holds no records, a record is bad under
-            ``on_bad_record="error"``, or no record is usable.
-    """
-    if fmt != "auto" and fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; valid: auto, {', '.join(FORMATS)}")
-    if on_bad_record not in BAD_RECORD_POLICIES:
-        raise ValueError(f"on_bad_record must be one of {BAD_RECORD_POLICIES}, got {on_bad_record!r}")
-    if empty_response not in EMPTY_RESPONSE_POLICIES:
-        raise ValueError(f"empty_response must be one of {EMPTY_RESPONSE_POLICIES}, "
-                         f"got {empty_response!r}")
+
+def check_choice(key: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise OptionError(key, f"{value!r} is not one of {', '.join(map(repr, choices))}"
+                               f"{suggest(value, choices)}")
+
+
+def check_options(fmt: str, on_bad_record: str, empty_response: str, limit: int | None,
+                  system: str | None, labels: Mapping | None, binarize: str, seed: int) -> None:
+    """Raise :class:`OptionError` (naming the option) for a value :func:`load_pairs` refuses;
+    the config's data section is judged by this same function before anything is read."""
+    check_choice("format", fmt, ("auto", *FORMATS))
+    check_choice("on_bad_record", on_bad_record, BAD_RECORD_POLICIES)
+    check_choice("empty_response", empty_response, EMPTY_RESPONSE_POLICIES)
+    check_choice("binarize", binarize, BINARIZE)
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
-    cols = check_columns(columns)
-    opened = open_source(source, split, hub_kwargs)
-    report = LoadReport(source=opened.name, format=fmt)
-    adapter = ADAPTERS.get(fmt)
+        raise OptionError("limit", f"must be a positive integer or None, got {limit!r}")
+    if system is not None and not isinstance(system, str):
+        raise OptionError("system", f"must be a string or None, got {type(system).__name__}")
+    if labels and fmt != "ranked":
+        raise OptionError("labels", f"map the label values of format 'ranked', not {fmt!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise OptionError("seed", f"must be an integer, got {seed!r}")
+
+
+def _read(opened: OpenedSource, report: LoadReport, adapter: Adapter | None, options: dict,
+          on_bad_record: str, empty_response: str, limit: int | None, system: str | None,
+          ) -> tuple[list[PreferencePair], Counter[str]]:
+    """The pairs of ``opened`` and the skipped records per reason; fills ``report``."""
     skipped: Counter[str] = Counter()
     pairs: list[PreferencePair] = []
     for raw in opened.records:
@@ -109,21 +117,76 @@ def load_pairs(source, fmt: str = "auto", columns: Mapping[str, str] | None = No
         try:
             if raw.error is not None:
                 raise raw.error
-            record = apply_columns(raw.data, cols) if cols else raw.data
             if adapter is None:
-                report.format = detect_format(record)
-                adapter = ADAPTERS[report.format]
-            prompt, chosen, rejected = adapter(record)
+                report.format = detect_format(apply_columns(raw.data, options["columns"]))
+                adapter = make_adapter(report.format, **options)
+            prompt, chosen, rejected = adapter(raw.data)
+            prompt = with_system(prompt, system)
             report.empty_responses += validate_pair(prompt, chosen, rejected, empty_response)
         except DataError as err:
             located = err.located(opened.name, raw.index, raw.unit or opened.unit)
-            if on_bad_record == "error":
+            if on_bad_record == "error" and not isinstance(err, Skipped):
                 raise located from None
             skipped[located.reason] += 1
             if len(report.examples) < _MAX_EXAMPLES:
                 report.examples.append(str(located))
             continue
         pairs.append(PreferencePair(prompt, chosen, rejected, f"{opened.name}:{raw.index}"))
+    return pairs, skipped
+
+
+def load_pairs(source, fmt: str = "auto", columns: Mapping[str, str | list[str]] | None = None,
+               on_bad_record: str = "error", split: str | None = None, *,
+               empty_response: str = "keep", limit: int | None = None,
+               hub_kwargs: Mapping | None = None, system: str | None = None,
+               labels: Mapping[str, str] | None = None, binarize: str = "random",
+               seed: int = 0) -> LoadResult:
+    """Read preference pairs from ``source``.
+
+    Args:
+        source: a file, a ``datasets`` folder, ``builtin:<task>[:<split>]``, a hub id, or a
+            list of dicts (see :mod:`asft.data.sources`).
+        fmt: ``"auto"`` (detected from the first readable record; never ``ranked``) or one of
+            :data:`asft.data.formats.FORMATS`.
+        columns: maps standard names (:data:`asft.data.formats.COLUMN_KEYS`) to the source's
+            column names; ``responses`` and ``scores`` take a list of columns and ``label``
+            one or a list (votes) (see :mod:`asft.data.ranked`).
+        on_bad_record: ``"error"`` raises :class:`DataError` at the first bad record, naming
+            file, line (or row) and field; ``"skip"`` skips bad records and counts them by
+            reason in the report. Problems with the whole source always raise. Records with
+            no preference (``tie``, ``too_few_rated``) are always skipped and counted.
+        split: split of a ``datasets`` folder, hub data set or built-in task.
+        empty_response: ``"keep"`` keeps responses whose text is empty (HH-RLHF has a few:
+            the preferred answer to a harmful request was silence) and counts them in
+            ``report.empty_responses``; ``"bad"`` treats them as bad records.
+        limit: stop after this many pairs.
+        hub_kwargs: extra arguments to ``datasets.load_dataset`` (e.g. ``{"name": config}``).
+        system: a default system prompt, put first in the prompt of every pair whose prompt
+            has no system message; None (or ``""``) adds nothing.
+        labels: ``ranked`` only: label value (as text) -> response column, 0-based index (as
+            text) or ``"tie"``, instead of the default (an index or a response column name).
+        binarize: ``rated`` only: the rejected completion is a random one rated lower than
+            the best (``"random"``) or the lowest-rated (``"worst"``).
+        seed: ``rated`` with ``binarize="random"``: seeds each record's draw, together with
+            the SHA-256 of its prompt text.
+
+    Returns:
+        LoadResult with pairs in source order; each ``origin`` is ``"<source>:<n>"``.
+
+    Raises:
+        DataError: the source cannot be read, holds no records, a record is bad under
+            ``on_bad_record="error"``, or no record is usable.
+        ValueError: a bad option (unknown format or column key, a ``ranked`` column mapping
+            without responses or a verdict, a ``labels`` target that is no response, ...).
+    """
+    check_options(fmt, on_bad_record, empty_response, limit, system, labels, binarize, seed)
+    cols = check_columns(columns, fmt)
+    options = {"columns": cols, "labels": labels, "binarize": binarize, "seed": seed}
+    adapter = None if fmt == "auto" else make_adapter(fmt, **options)
+    opened = open_source(source, split, hub_kwargs)
+    report = LoadReport(source=opened.name, format=fmt)
+    pairs, skipped = _read(opened, report, adapter, options, on_bad_record, empty_response,
+                           limit, system)
     report.kept = len(pairs)
     report.skipped = dict(skipped)
     if report.read == 0:

@@ -31,11 +31,12 @@ class LoadReport:
 
     Attributes:
         source: the source as given.
-        format: the record format used (detected or forced), e.g. ``"hh"``.
+        format: the record format used (detected or forced), e.g. ``"hh"`` or ``"ranked"``.
         read: records seen, bad ones included (blank lines are not records).
         kept: pairs returned.
-        skipped: number of records skipped per reason (:data:`asft.data.errors.REASONS`);
-            only non-empty with ``on_bad_record="skip"``.
+        skipped: number of records skipped per reason (:data:`asft.data.errors.REASONS`):
+            records with no preference (``tie``, ``too_few_rated``) always, bad records only
+            with ``on_bad_record="skip"``.
         examples: the first few skip messages, each naming file, line and field.
         empty_responses: kept pairs with a response whose text is empty or only whitespace
             (e.g. 4 in HH-RLHF harmless-base test); a warning, not an error, by default.

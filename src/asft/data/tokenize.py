@@ -97,6 +97,8 @@ class TokenizeReport:
         seconds: wall time of the call.
         examples: the first few drops and mismatches, ``"<origin>: <reason>[: detail]"``.
         prompt_lengths, chosen_lengths, rejected_lengths: token counts of the kept examples.
+        overlong: ``len(prompt) + len(longer response)`` of each pair dropped as ``too_long``
+            (what ``max_length`` would have to be to keep it).
     """
 
     pairs: int = 0
@@ -115,6 +117,7 @@ class TokenizeReport:
     prompt_lengths: list[int] = field(default_factory=list, repr=False)
     chosen_lengths: list[int] = field(default_factory=list, repr=False)
     rejected_lengths: list[int] = field(default_factory=list, repr=False)
+    overlong: list[int] = field(default_factory=list, repr=False)
 
     @property
     def num_dropped(self) -> int:
@@ -294,6 +297,7 @@ class _Run:
         if self.max_length is not None and len(prompt) + max(len(resp_c), len(resp_r)) > self.max_length:
             if self.overflow == "drop":
                 self.drop(i, "too_long", f"{len(prompt)} + {max(len(resp_c), len(resp_r))} tokens")
+                self.report.overlong.append(len(prompt) + max(len(resp_c), len(resp_r)))
                 return
             budget = max(0, self.max_length - len(prompt))
             resp_c, resp_r = resp_c[:budget], resp_r[:budget]
@@ -365,6 +369,7 @@ def _from_cache(entry, pairs, report: TokenizeReport) -> TokenizeResult:
                  "responses_truncated"):
         setattr(report, name, header["report"][name])
     report.dropped = dict(header["report"]["dropped"])
+    report.overlong = list(header["report"]["overlong"])
     report.examples = [f"{pairs[i].origin}: {what}" for i, what in header["notes"]]
     return TokenizeResult(examples, report, list(header["indices"]))
 
@@ -427,7 +432,7 @@ def tokenize_pairs(pairs: Sequence[PreferencePair], tokenizer, max_length: int |
     if path is not None:
         counts = {name: getattr(report, name) for name in (
             "kept", "boundary_mismatches", "template_fallbacks", "prompts_truncated",
-            "responses_truncated", "dropped")}
+            "responses_truncated", "dropped", "overlong")}
         flat = [t for ex in run.examples for seq in (ex.prompt_ids, ex.chosen_ids, ex.rejected_ids)
                 for t in seq]
         try:

@@ -33,6 +33,8 @@ class EvalConfig:
         score_batch_size: pairs per forward pass when scoring.
         generate: compute BLEU-4 / ROUGE-L / exact match (needs generation, the slow part).
         pairwise: compute the pairwise log-likelihood metrics.
+        overflow, boundary: tokenization policies for scoring (see ``data.overflow`` and
+            ``data.boundary`` of :class:`asft.config.DataConfig`).
     """
 
     generation: GenerationConfig = field(default_factory=GenerationConfig)
@@ -42,6 +44,8 @@ class EvalConfig:
     score_batch_size: int = 8
     generate: bool = True
     pairwise: bool = True
+    overflow: str = "drop"
+    boundary: str = "shift"
 
     def __post_init__(self) -> None:
         if self.num_samples is not None and self.num_samples < 1:
@@ -116,7 +120,8 @@ def evaluate_pairs(
 
             examples = tokenize_pairs(pairs, tokenizer, max_length=config.max_length,
                                       max_prompt_length=config.max_prompt_length,
-                                      cache_dir=None).examples
+                                      cache_dir=None, overflow=config.overflow,
+                                      boundary=config.boundary).examples
             results["pairs_dropped"] = len(pairs) - len(examples)
             if examples:
                 task = bar.add_task("scoring pairs", total=len(examples)) if bar else None

@@ -27,7 +27,7 @@ import resource
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from asft import atomic
@@ -113,7 +113,7 @@ def run_job(settings: CompareSettings, method: MethodSpec | None) -> MethodResul
     """Train ``method`` (None: skip training, evaluate the base model) and evaluate it."""
     import torch
 
-    from asft.data import load_pairs
+    from asft.data.spec import read
     from asft.evaluate.generation import GenerationConfig
     from asft.evaluate.heldout import EvalConfig, checker_for, evaluate_pairs
     from asft.model.load import load_model, load_tokenizer
@@ -131,7 +131,9 @@ def run_job(settings: CompareSettings, method: MethodSpec | None) -> MethodResul
         train_s = time.perf_counter() - start
         model_name = str(result.model_dir)
     source, split = eval_source(settings, cfg)
-    pairs = load_pairs(source, split=split, limit=settings.eval_samples).pairs
+    # the held-out pairs are read with the training data's spec (format, columns, policies)
+    spec = replace(cfg.data, source=source, split=split, limit=None)
+    pairs = read(spec, seed=cfg.seed, limit=settings.eval_samples).pairs
     start = time.perf_counter()
     tokenizer = load_tokenizer(model_name)
     model = load_model(model_name, dtype=cfg.model.dtype)
@@ -142,6 +144,7 @@ def run_job(settings: CompareSettings, method: MethodSpec | None) -> MethodResul
                                     batch_size=settings.eval_batch_size),
         num_samples=settings.eval_samples, max_length=cfg.data.max_length,
         max_prompt_length=cfg.data.max_prompt_length, score_batch_size=settings.eval_batch_size,
+        overflow=cfg.data.overflow, boundary=cfg.data.boundary,
     )
     # Evaluate in the precision the methods train in (bf16 autocast over fp32 weights by default).
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -198,29 +198,27 @@ def _tokenizer(cfg: Config) -> Any:
 
 def load_examples(cfg: Config, tokenizer: Any, log: Callable[[str], None],
                   report_path: Path | None = None) -> tuple[list[Any], list[Any]]:
-    """(training pairs, probe pairs), tokenized; the probe is ``data.probe_size`` pairs drawn
-    with the seed and held out of training. Writes what loading and tokenizing dropped to
-    ``report_path`` (JSON) when given."""
-    from asft.data import DataError, load_pairs
-    from asft.data.tokenize import tokenize_pairs
+    """(training pairs, probe pairs), tokenized by the one data loader
+    (:func:`asft.data.spec.prepare`, as ``asft data check`` reads them); the probe is
+    ``data.probe_size`` pairs drawn with the seed and held out of training. Writes what
+    loading and tokenizing skipped and dropped to ``report_path`` (JSON) when given."""
+    from rich.markup import escape
+
+    from asft.data import DataError
+    from asft.data.spec import prepare
     from asft.model.load import cache_root
 
     try:
-        loaded = load_pairs(cfg.data.source, limit=cfg.data.limit)
+        prepared = prepare(cfg.data, tokenizer, seed=cfg.seed, cache_dir=cache_root() / "tokens",
+                           progress=report_path is not None)
     except DataError as err:
         raise AsftError(f"data.source {cfg.data.source!r}: {err}") from None
-    tok = tokenize_pairs(loaded.pairs, tokenizer, max_length=cfg.data.max_length,
-                         max_prompt_length=cfg.data.max_prompt_length,
-                         cache_dir=cache_root() / "tokens", overflow=cfg.data.overflow,
-                         progress=report_path is not None)
-    dropped = tok.report.num_dropped
-    log(f"data: {len(tok.examples)} pairs from {cfg.data.source}"
-        + (f"; {loaded.report.num_skipped} records skipped" if loaded.report.num_skipped else "")
-        + (f"; {dropped} pairs dropped ({', '.join(f'{k} {v}' for k, v in tok.report.dropped.items())})"
-           if dropped else ""))
+    log(f"data: {prepared.summary()}")
+    for warning in prepared.warnings:
+        log(f"[bold yellow]warning:[/] data: {escape(warning)}")
     if report_path is not None:
-        ckpt.write_json(report_path, {"load": loaded.report.to_dict(), "tokenize": tok.report.to_dict()})
-    examples = list(tok.examples)
+        ckpt.write_json(report_path, prepared.report())
+    examples = list(prepared.tokenized.examples)
     n_probe = min(cfg.data.probe_size, len(examples) // 2)
     probe_idx = set(random.Random(cfg.seed).sample(range(len(examples)), n_probe))
     probe = [ex for i, ex in enumerate(examples) if i in probe_idx]
