@@ -130,8 +130,9 @@ def _report_skips(report) -> None:
     """Records skipped under ``--on-bad-record skip`` (and ties): counted, never silent."""
     import sys
 
+    from asft.data.spec import count_text
+
     if report.skipped:
-        counts = ", ".join(f"{reason} {n}" for reason, n in sorted(report.skipped.items()))
         print(f"asft eval: {sum(report.skipped.values())} of {report.read} records skipped "
-              f"({counts}); first: {report.examples[0] if report.examples else '-'}",
+              f"({count_text(report.skipped)}); first: {report.examples[0] if report.examples else '-'}",
               file=sys.stderr)

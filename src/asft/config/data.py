@@ -60,7 +60,7 @@ class DataConfig(Section):
     max_prompt_length: int = 512
     """Longest prompt in tokens; longer prompts keep their end."""
 
-    overflow: Literal["drop", "truncate"] = "drop"
+    overflow: str = "drop"
     """Pairs longer than max_length: ``drop`` them (a cut response has no EOS, so its
     likelihood is not the response's), or ``truncate`` both responses to fit (TRL's way)."""
 

@@ -236,9 +236,8 @@ def draw_seed(seed: int, prompt: list[Message]) -> str:
 
 def rated_adapter(columns: Mapping, binarize: str = "random", seed: int = 0) -> Adapter:
     """The adapter of format ``rated`` for ``columns`` (defaults: prompt ``instruction``,
-    completions ``completions``, response ``response``, rating ``overall_score``)."""
-    if binarize not in BINARIZE:
-        raise ValueError(f"binarize must be one of {BINARIZE}, got {binarize!r}")
+    completions ``completions``, response ``response``, rating ``overall_score``);
+    ``binarize`` is one of :data:`BINARIZE` (checked by :func:`asft.data.load.check_options`)."""
     prompt_col = columns.get("prompt", "instruction")
     completions_col = columns.get("completions", "completions")
     response_key = columns.get("response", "response")

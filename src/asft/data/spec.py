@@ -98,11 +98,11 @@ def check(spec: Spec) -> None:
     except ValueError as err:
         raise OptionError("columns", str(err)) from None
     if fmt is not None:
+        # with the options and columns checked above, what an adapter refuses is its labels
         try:
             make_adapter(fmt, columns, labels, spec.binarize, 0)
         except ValueError as err:
-            raise OptionError("labels" if labels and "label" in str(err) else "columns",
-                              str(err)) from None
+            raise OptionError("labels", str(err)) from None
 
 
 def read(spec: Spec, *, seed: int = 0, limit: int | None = None) -> LoadResult:
@@ -133,12 +133,13 @@ class Prepared:
         load, tok = self.loaded.report, self.tokenized.report
         skipped = sum(load.skipped.values())
         return (f"{tok.kept} pairs from {load.source}"
-                + (f"; {skipped} records skipped ({_reasons(load.skipped)})" if skipped else "")
-                + (f"; {tok.num_dropped} pairs dropped ({_reasons(tok.dropped)})"
+                + (f"; {skipped} records skipped ({count_text(load.skipped)})" if skipped else "")
+                + (f"; {tok.num_dropped} pairs dropped ({count_text(tok.dropped)})"
                    if tok.num_dropped else ""))
 
 
-def _reasons(counts: Mapping[str, int]) -> str:
+def count_text(counts: Mapping[str, int]) -> str:
+    """``too_long 3, empty_prompt 1``: counts by reason, the largest first."""
     return ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
@@ -166,4 +167,4 @@ def drop_warnings(report: Any, spec: Spec) -> list[str]:
     if report.dropped.get("boundary_mismatch"):
         fixes.append("data.boundary: shift keeps the pairs with an unclean prompt boundary")
     return [f"{report.num_dropped} of {report.pairs} pairs ({share:.0%}) are dropped "
-            f"({_reasons(report.dropped)})" + (": " + "; ".join(fixes) if fixes else "")]
+            f"({count_text(report.dropped)})" + (": " + "; ".join(fixes) if fixes else "")]
