@@ -53,7 +53,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, lo
     for ra, rb in zip(a, b):
         assert ra.keys() == rb.keys()
         for key in ra:
-            if not key.startswith("throughput/"):
+            if not key.startswith("throughput/") and key != "time":
                 assert ra[key] == pytest.approx(rb[key], abs=1e-4), (ra["step"], key)
     # the two-process run checkpointed one state file per process
     assert sorted(p.name for p in (two / "checkpoints" / "step-0000004").glob("rank-*.json")) == [

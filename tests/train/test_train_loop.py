@@ -183,3 +183,67 @@ def test_packing_and_layout_change_speed_not_the_training(tiny_train_overrides, 
         assert losses[key] == pytest.approx(losses["plain", "false"], rel=1e-5, abs=1e-6), key
         worst = max((weights[k] - base[k]).abs().max().item() for k in base)
         assert worst < 1e-5, f"{key}: weights differ by {worst:.2e}"
+
+
+def test_cache_scores_only_the_pairs_the_run_reads(monkeypatch, tiny_train_overrides):
+    """A 2-step DPO run scores 2 x batch pairs, not the whole file (NaN marks the rest), and
+    its timing lands in summary.json."""
+    scored: list[int] = []
+    real = reference.score_shards
+    monkeypatch.setattr(reference, "score_shards",
+                        lambda *a, **k: scored.append(len(k["subset"])) or real(*a, **k))
+    result = train(load_config(None, [*tiny_train_overrides, "loss.name=dpo", "reference.strategy=cache",
+                                      "data.probe_size=0", "training.batch_size=2",
+                                      "training.order=sequential", "training.max_steps=2"]))
+    table = load_file(str(result.output_dir / reference.CACHE_FILE))["logps"]
+    done = ~torch.isnan(table[:, 0])
+    assert done[:4].all() and not done[4:].any() and len(table) > 4  # sequential: pairs 0-3
+    assert scored == [4]
+    timing = json.loads((result.output_dir / "summary.json").read_text())["timing"]
+    assert {"data_s", "model_s", "reference_s", "setup_s", "first_step_at", "train_s"} <= set(timing)
+    assert all(r["time"] >= timing["first_step_at"] for r in _records(result.output_dir) if r["step"])
+
+
+def test_cache_is_completed_not_rebuilt(tmp_path):
+    """A cache that lacks pairs a longer run needs gets only those scored; the rest are read."""
+    scorer, path = _FakeScorer(), tmp_path / reference.CACHE_FILE
+    cfg = load_config(None, ["logging.progress=false"])
+    first = reference.build_cache(cfg, _Acc(), _examples(8), lambda ex: ex, path, scorer,
+                                  lambda m: None, needed=[0, 1, 2, 3])
+    assert scorer.seen == 4 and torch.isnan(first.table[4:]).all()
+    again = reference.build_cache(cfg, _Acc(), _examples(8), lambda ex: ex, path, scorer,
+                                  lambda m: None, needed=range(6))
+    assert scorer.seen == 6 and torch.isnan(again.table[6:]).all()
+    assert again.table[:6, 0].tolist() == [-1.0, -2.0, -3.0, -4.0, -5.0, -6.0]
+    with pytest.raises(RuntimeError, match=r"\[7\] were not precomputed"):
+        again({"input_ids": torch.zeros(1)}, [5, 7])
+
+
+class _Acc:
+    """The accelerate surface build_cache uses, for one process."""
+
+    num_processes, process_index, is_main_process = 1, 0, True
+    device = torch.device("cpu")
+
+    def wait_for_everyone(self):
+        pass
+
+
+class _Ex:
+    def __init__(self, i: int):
+        self.prompt_ids, self.chosen_ids, self.rejected_ids = [1] * (i + 1), [2], [3, 3]
+
+
+def _examples(n: int) -> list[_Ex]:
+    return [_Ex(i) for i in range(n)]
+
+
+class _FakeScorer:
+    """Scores a 'batch' (a list of examples) as -len(prompt) for chosen, -2 for rejected."""
+
+    seen = 0
+
+    def __call__(self, batch):
+        self.seen += len(batch)
+        c = torch.tensor([-float(len(ex.prompt_ids)) for ex in batch])
+        return torch.cat([c, torch.full_like(c, -2.0)]), torch.ones(2 * len(batch))

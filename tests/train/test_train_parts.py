@@ -20,13 +20,22 @@ from asft.train.sampling import DataOrder, balanced_shard, epoch_permutation
 from asft.train.tracking import Window, read_metrics, truncate_metrics
 
 
+def test_sequential_order_reads_the_file_in_order_every_epoch():
+    order = DataOrder(num_pairs=10, batch_size=2, num_processes=1, grad_accum=2, seed=3, shuffle=False)
+    assert [order.global_indices(s) for s in range(3)] == [[0, 1, 2, 3], [4, 5, 6, 7], [0, 1, 2, 3]]
+    assert order.indices_of_steps(1, 2) == [4, 5, 6, 7]
+    shuffled = DataOrder(num_pairs=10, batch_size=2, num_processes=1, grad_accum=2, seed=3)
+    assert shuffled.indices_of_steps(0, 2) == sorted(shuffled.global_indices(0) + shuffled.global_indices(1))
+    assert shuffled.indices_of_steps(0, 10**9) == list(range(10))  # bounded by the data
+
+
 def test_data_order_is_a_function_of_seed_and_epoch():
     order = DataOrder(num_pairs=10, batch_size=2, num_processes=1, grad_accum=2, seed=3)
     assert order.global_batch == 4 and order.steps_per_epoch == 2
     epoch0 = order.global_indices(0) + order.global_indices(1)
     assert len(set(epoch0)) == 8  # no repeats within an epoch; the last 2 pairs are dropped
     assert order.global_indices(2) != order.global_indices(0)  # a new permutation per epoch
-    assert order.global_indices(2) == epoch_permutation(3, 1, 10)[:4]
+    assert order.global_indices(2) == list(epoch_permutation(3, 1, 10)[:4])
     assert DataOrder(10, 2, 1, 2, seed=3).global_indices(1) == order.global_indices(1)
 
 

@@ -200,6 +200,12 @@ class TrainingConfig(Section):
     optimizer state, about 1.3x faster than ``fp32`` for SmolLM2-135M on a CPU; ``fp32``:
     plain float32, bit-reproducible (what the exact-resume tests use)."""
 
+    order: Literal["random", "sequential"] = "random"
+    """Which pairs each step sees. ``random``: a fresh permutation each epoch, drawn from
+    ``seed``; ``sequential``: the data's own order, every epoch (step i reads pairs
+    i x global batch onwards, as TRL's ``train_sampling_strategy="sequential"`` does; use it to
+    feed two trainers the same pairs in the same order). Both resume exactly."""
+
     def validate(self) -> None:
         require(self.max_steps is None or 1 <= self.max_steps <= 10**9, "max_steps",
                  f"must be in [1, 1e9] or null, got {self.max_steps}")

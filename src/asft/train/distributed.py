@@ -51,15 +51,21 @@ def any_of(accelerator: Any, flag: torch.Tensor, stop: bool) -> tuple[bool, bool
 
 
 def score_shards(accelerator: Any, scorer: Any, examples: Sequence[Any],
-                 make_batch: Callable[[Sequence[Any]], dict], batch_size: int) -> torch.Tensor:
-    """:func:`asft.model.scoring.score_pairs` over all ``examples``, each process scoring its
-    :func:`balanced_shard`; the [4, N] float64 table, complete on every process.
+                 make_batch: Callable[[Sequence[Any]], dict], batch_size: int, *,
+                 subset: Sequence[int] | None = None,
+                 on_batch: Callable[[int], None] | None = None) -> torch.Tensor:
+    """:func:`asft.model.scoring.score_pairs` over ``examples`` (or only those at ``subset``,
+    in that order), each process scoring its :func:`balanced_shard`; the [4, N] float64
+    table, complete on every process (zeros where not scored).
 
     Each pair is counted by exactly one process, so the all-reduced sum is the exact table.
+    ``on_batch`` gets this process's pairs after each of its batches (a progress bar).
     """
-    mine = balanced_shard(len(examples), accelerator.process_index, accelerator.num_processes)
+    items = list(range(len(examples))) if subset is None else list(subset)
+    mine = balanced_shard(len(items), accelerator.process_index, accelerator.num_processes)
     table = score_pairs(scorer, examples, make_batch, batch_size,
-                        indices=[i for i, _ in mine], counted=[c for _, c in mine])
+                        indices=[items[i] for i, _ in mine], counted=[c for _, c in mine],
+                        on_batch=on_batch)
     if accelerator.num_processes > 1:
         table = accelerator.reduce(table.to(accelerator.device), "sum").cpu()
     return table

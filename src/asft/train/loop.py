@@ -59,6 +59,10 @@ class TrainResult:
         probe_first: ``probe/*`` metrics at step 0 (before training); probe_last at the end.
         resumed_from: the checkpoint this run resumed from, if any.
         elapsed_s: wall-clock seconds of this invocation.
+        timing: where those seconds went: ``data_s`` (reading and tokenizing), ``model_s``
+            (model, optimizer, resume), ``reference_s`` (reference log-probs, e.g. the cache's
+            precompute), ``setup_s`` (all of setup), ``first_step_at`` (Unix time the first
+            step began) and ``train_s`` (the steps, logging and checkpoints).
     """
 
     output_dir: Path
@@ -73,6 +77,7 @@ class TrainResult:
     probe_last: dict[str, float] = field(default_factory=dict)
     resumed_from: Path | None = None
     elapsed_s: float = 0.0
+    timing: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
@@ -94,9 +99,12 @@ def train(config: Config, *, resume: bool = False, overwrite: bool = False,
     try:
         if run.start_step == 0 and probe_due(run, 0):
             run.tracker.log(0, probe_metrics(run))
+        run.timing["first_step_at"] = time.time()
+        t_train = time.perf_counter()
         for step in range(run.start_step + 1, run.total + 1):
             stop = train_step(run, step)
             after_step(run, step, stop)
+        run.timing["train_s"] = time.perf_counter() - t_train
         run.tracker.sync()
         model_dir = save_model(run)
     except MetricsWriteError as err:
@@ -192,6 +200,7 @@ def finish(run: Run, model_dir: Path | None) -> TrainResult:
         loss_first=losses[0] if losses else None, loss_last=losses[-1] if losses else None,
         probe_first=probes[0] if probes else {}, probe_last=probes[-1] if probes else {},
         resumed_from=run.resume_from, elapsed_s=time.perf_counter() - run.t_start,
+        timing=dict(run.timing),
     )
     if run.main:
         ckpt.write_json(out / SUMMARY_FILE, result.to_dict())

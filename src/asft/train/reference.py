@@ -4,9 +4,11 @@
   step, one extra model in memory).
 - ``adapter``: with LoRA, the policy itself with its adapters switched off *is* the
   reference; no extra memory, one extra forward per step.
-- ``cache``: every training pair is scored once before training and the results are stored
-  in ``<output_dir>/reference_logps.safetensors``; no extra model and no extra forward during
-  training. While no step has been taken the policy is the reference, so the cache is built
+- ``cache``: the training pairs the run will read (the data order knows them in advance:
+  ``max_steps x global batch`` at most) are scored once before training and stored in
+  ``<output_dir>/reference_logps.safetensors`` (NaN marks a pair not scored); no extra model
+  and no extra forward during training. A short run on a large file waits only for its own
+  pairs; a resumed or longer run scores only what the file lacks. While no step has been taken the policy is the reference, so the cache is built
   with the policy itself; only a separate ``reference.model`` (or a resumed run whose cache
   file is gone) loads a model for it.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +33,7 @@ from asft import atomic
 from asft.config import Config
 from asft.losses import LOSSES
 from asft.model.scoring import CHOSEN, REJECTED
+from asft.progress import progress_bar
 from asft.train.distributed import score_shards
 
 CACHE_FILE = "reference_logps.safetensors"
@@ -103,7 +107,8 @@ class AdapterReference:
 
 
 class CachedReference:
-    """Reference log-probs looked up by training-set index; tensor [N, 2] (chosen, rejected)."""
+    """Reference log-probs looked up by training-set index; tensor [N, 2] (chosen, rejected),
+    NaN for pairs that were not scored (the run never reads them)."""
 
     strategy = "cache"
 
@@ -112,6 +117,10 @@ class CachedReference:
 
     def __call__(self, batch: dict, indices: Sequence[int]) -> torch.Tensor:
         rows = self.table[torch.as_tensor(list(indices), dtype=torch.long)]
+        if torch.isnan(rows).any():
+            # the data order and the precomputed set disagree: a bug, never a silent NaN loss
+            unscored = [i for i, r in zip(indices, rows.tolist()) if math.isnan(r[0])]
+            raise RuntimeError(f"reference log-probs of training pairs {unscored} were not precomputed")
         return torch.cat([rows[:, 0], rows[:, 1]]).to(batch["input_ids"].device)
 
 
@@ -141,26 +150,39 @@ def _read_cache(path: Path, expected: str) -> torch.Tensor | None:
 
 def build_cache(cfg: Config, accelerator: Any, examples: Sequence[Any],
                 make_batch: Callable[[Sequence[Any]], dict], path: Path, policy: Any,
-                log: Callable[[str], None]) -> CachedReference:
-    """Load the cache at ``path`` if it matches, else compute it (sharded over processes).
+                log: Callable[[str], None], needed: Sequence[int] | None = None) -> CachedReference:
+    """The cache at ``path``, completed for the pairs at ``needed`` (default: all) and
+    rewritten (write aside, rename) when any was missing; scored sharded over the processes
+    with :func:`asft.train.distributed.score_shards`, as the probe is.
 
     ``policy`` is the prepared scorer when the policy is still at its starting point and is
-    the reference; None loads the reference model instead. Scored with
-    :func:`asft.train.distributed.score_shards`, as the probe is.
+    the reference; None loads the reference model instead.
     """
     expected = fingerprint(cfg, examples)
     table = _read_cache(path, expected) if path.is_file() else None
-    if table is not None and table.shape == (len(examples), 2):
+    if table is None or table.shape != (len(examples), 2):
+        table = torch.full((len(examples), 2), math.nan, dtype=torch.float32)
+    need = torch.arange(len(examples)) if needed is None else torch.as_tensor(list(needed), dtype=torch.long)
+    missing = need[torch.isnan(table[need, 0])].tolist()
+    if not missing:
         log(f"reference log-probs: cached in {path}")
         return CachedReference(table)
     scorer = CopyReference(cfg, accelerator).scorer if policy is None else policy
-    log(f"reference log-probs: scoring {len(examples)} pairs once (strategy 'cache')")
-    scores = score_shards(accelerator, scorer, examples, make_batch, cfg.training.batch_size)
-    table = scores[[CHOSEN, REJECTED]].T.to(torch.float32).contiguous()
+    log(f"reference log-probs: scoring the {len(missing)} of {len(examples)} pairs this run reads "
+        "(strategy 'cache')")
+    size = [len(ex.prompt_ids) + len(ex.chosen_ids) + len(ex.rejected_ids) for ex in examples]
+    missing.sort(key=size.__getitem__, reverse=True)  # similar lengths share a batch: less padding
+    show = accelerator.is_main_process and cfg.logging.progress
+    with progress_bar(show=show, unit="pairs", transient=True) as bar:
+        task = bar.add_task("reference", total=-(-len(missing) // accelerator.num_processes)) if bar else None
+        scores = score_shards(accelerator, scorer, examples, make_batch, cfg.training.batch_size,
+                              subset=missing, on_batch=(lambda n: bar.advance(task, n)) if bar else None)
+    rows = torch.as_tensor(missing, dtype=torch.long)
+    table[rows] = scores[[CHOSEN, REJECTED]][:, rows].T.to(torch.float32)
     if accelerator.is_main_process:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic.file(path) as tmp:
-            save_file({"logps": table}, str(tmp), metadata={"fingerprint": expected})
+            save_file({"logps": table.contiguous()}, str(tmp), metadata={"fingerprint": expected})
     accelerator.wait_for_everyone()
     return CachedReference(table)
 
@@ -176,6 +198,7 @@ def build(
     output_dir: Path,
     fresh: bool,
     log: Callable[[str], None],
+    needed: Sequence[int] | None = None,
 ) -> Reference | None:
     """The reference for ``cfg``, or None (nothing loaded) when the loss needs none.
 
@@ -184,6 +207,7 @@ def build(
         examples: the training pairs, indexed as the training loop indexes them.
         make_batch: tokenized pairs -> a collated batch on the device.
         fresh: True when no optimizer step has been taken (the policy is still the reference).
+        needed: the training-set indices the run will read (the cache scores only these).
     """
     if not LOSSES[cfg.loss.name].needs_reference:
         return None
@@ -195,4 +219,5 @@ def build(
         log("reference model: the base weights with the LoRA adapters disabled")
         return AdapterReference(scorer, peft_model)
     policy = scorer if fresh and cfg.reference.model is None else None
-    return build_cache(cfg, accelerator, examples, make_batch, output_dir / CACHE_FILE, policy, log)
+    return build_cache(cfg, accelerator, examples, make_batch, output_dir / CACHE_FILE, policy, log,
+                       needed)

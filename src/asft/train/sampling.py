@@ -11,22 +11,29 @@ global batch, so 1 process with A = 2 and 2 processes with A = 1 form identical 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
 
-def epoch_permutation(seed: int, epoch: int, n: int) -> list[int]:
-    """A permutation of range(n), the same on every machine for the same (seed, epoch, n)."""
+@lru_cache(maxsize=2)
+def epoch_permutation(seed: int, epoch: int, n: int) -> tuple[int, ...]:
+    """A permutation of range(n), the same on every machine for the same (seed, epoch, n).
+
+    Kept for the epoch (and the one before, for a step that reads across the boundary): every
+    micro-batch slices it, so drawing it anew each time would cost O(n) work per micro-batch.
+    """
     gen = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % (2**63))
-    return torch.randperm(n, generator=gen).tolist()
+    return tuple(torch.randperm(n, generator=gen).tolist())
 
 
 @dataclass(frozen=True)
 class DataOrder:
     """The global batches of a run over ``num_pairs`` training pairs.
 
-    Each epoch is a fresh permutation; its last partial global batch is dropped, so every
-    step sees exactly ``global_batch`` pairs and every micro-batch exactly ``batch_size``.
+    Each epoch is a fresh permutation (or, with ``shuffle=False``, the data's own order,
+    every epoch); its last partial global batch is dropped, so every step sees exactly
+    ``global_batch`` pairs and every micro-batch exactly ``batch_size``.
     """
 
     num_pairs: int
@@ -34,6 +41,7 @@ class DataOrder:
     num_processes: int
     grad_accum: int
     seed: int
+    shuffle: bool = True
 
     def __post_init__(self) -> None:
         if self.num_pairs < self.global_batch:
@@ -59,8 +67,22 @@ class DataOrder:
     def global_indices(self, step: int) -> list[int]:
         """Training-set indices of 0-based optimizer step ``step`` ([global_batch])."""
         epoch, pos = divmod(step, self.steps_per_epoch)
-        perm = epoch_permutation(self.seed, epoch, self.num_pairs)
-        return perm[pos * self.global_batch:(pos + 1) * self.global_batch]
+        span = range(pos * self.global_batch, (pos + 1) * self.global_batch)
+        if not self.shuffle:
+            return list(span)
+        return list(epoch_permutation(self.seed, epoch, self.num_pairs)[span.start:span.stop])
+
+    def indices_of_steps(self, first: int, stop: int) -> list[int]:
+        """Distinct training-set indices that 0-based steps ``first`` to ``stop - 1`` read, sorted
+        (all of them once the span covers two epochs: the work stays bounded by the data)."""
+        if stop - first >= 2 * self.steps_per_epoch:
+            return list(range(self.num_pairs))
+        seen: set[int] = set()
+        for step in range(first, stop):
+            seen.update(self.global_indices(step))
+            if len(seen) == self.num_pairs:
+                break
+        return sorted(seen)
 
     def micro_indices(self, step: int, micro: int, rank: int) -> list[int]:
         """Indices of micro-batch ``micro`` of process ``rank`` at step ``step`` ([batch_size])."""

@@ -56,6 +56,8 @@ class Run:
         resume_from: the checkpoint resumed from; last_ckpt the newest one written or read.
         stop_signal: SIGTERM/SIGINT turned into a stop request (installed by the loop).
         t_start: ``time.perf_counter()`` when setup began.
+        timing: seconds of each part of setup (``data_s``, ``model_s``, ``reference_s``,
+            ``setup_s`` in all); the loop adds ``first_step_at`` (Unix time) and ``train_s``.
     """
 
     cfg: Config
@@ -80,6 +82,7 @@ class Run:
     last_ckpt: Path | None = None
     stop_signal: StopSignal | None = None
     t_start: float = 0.0
+    timing: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def main(self) -> bool:
@@ -123,6 +126,7 @@ def setup(config: Config, *, resume: bool, overwrite: bool, console: Any = None)
     for note in notes:
         log(note)
     set_seed(cfg.seed)
+    t_data = time.perf_counter()
     # The main process converts or builds the model and fills the token cache first; the
     # others then read both from the cache instead of racing to write them.
     with accelerator.main_process_first():
@@ -130,10 +134,11 @@ def setup(config: Config, *, resume: bool, overwrite: bool, console: Any = None)
         train_ex, probe_ex = load_examples(cfg, tokenizer, log, out / DATA_REPORT if main else None)
     try:
         order = DataOrder(len(train_ex), cfg.training.batch_size, accelerator.num_processes,
-                          cfg.training.grad_accum, cfg.seed)
+                          cfg.training.grad_accum, cfg.seed, cfg.training.order == "random")
     except ValueError as err:
         raise AsftError(str(err)) from None
     total = cfg.training.max_steps or cfg.training.epochs * order.steps_per_epoch
+    t_model = time.perf_counter()
     model = explain_load("model", cfg, lambda: build_model(cfg, log))
     scorer, optimizer, scheduler = _optimization(cfg, accelerator, model, total)
     run = Run(cfg, accelerator, out, config_text, console, tokenizer, train_ex, probe_ex, order,
@@ -141,7 +146,13 @@ def setup(config: Config, *, resume: bool, overwrite: bool, console: Any = None)
               Window(accelerator.device), resume_from=resume_from, last_ckpt=resume_from,
               t_start=t_start)
     tracker_state = restore(run, resume_from) if resume_from is not None else {}
+    t_ref = time.perf_counter()
     _attach_reference(run)
+    now = time.perf_counter()
+    run.timing = {"data_s": t_model - t_data, "model_s": t_ref - t_model, "reference_s": now - t_ref,
+                  "setup_s": now - t_start}
+    run.log("setup: {setup_s:.1f} s (data {data_s:.1f} s, model {model_s:.1f} s, "
+            "reference {reference_s:.1f} s)".format(**run.timing))
     run.tracker = Tracker(cfg.logging, out, total, run.start_step, to_dict(cfg), enabled=main,
                           state=tracker_state, console=console)
     return run
@@ -288,7 +299,8 @@ def _attach_reference(run: Run) -> None:
     peft_model = inner.model if hasattr(inner.model, "disable_adapter") else None
     run.reference = build_reference(cfg, run.accelerator, scorer=run.scorer, peft_model=peft_model,
                                     examples=run.train_ex, make_batch=run.make_batch,
-                                    output_dir=run.out, fresh=run.start_step == 0, log=run.log)
+                                    output_dir=run.out, fresh=run.start_step == 0, log=run.log,
+                                    needed=run.order.indices_of_steps(run.start_step, run.total))
     hparams = ", ".join(f"{k}={v:g}" for k, v in cfg.loss.hparams.items())
     run.log(f"training: loss {cfg.loss.name} ({hparams}), {len(run.train_ex)} pairs, {run.total} "
             f"steps of {run.order.global_batch} pairs, {run.accelerator.num_processes} "

@@ -2,7 +2,8 @@
 metrics.jsonl, TensorBoard and W&B, with a rich progress bar (:class:`Tracker`).
 
 Only the main process tracks. ``metrics.jsonl`` holds one JSON object per line, each with a
-``step`` key (the optimizer step after which it was measured; 0 = before training). On resume
+``step`` key (the optimizer step after which it was measured; 0 = before training) and a
+``time`` key (Unix seconds when it was written: wall-clock plots, start-up time). On resume
 the lines past the checkpoint's step are dropped, so that the file reads as one uninterrupted
 run; TensorBoard gets ``purge_step`` for the same reason, and W&B resumes its run id.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -127,7 +129,8 @@ class Tracker:
         """Write one record: metrics.jsonl (flushed), TensorBoard, W&B."""
         if not self.enabled:
             return
-        record = {"step": step, **{k: _clean(float(v)) for k, v in metrics.items()}}
+        record = {"step": step, "time": round(time.time(), 3),
+                  **{k: _clean(float(v)) for k, v in metrics.items()}}
         try:
             faults.hit("metrics.write")
             self._file.write(json.dumps(record) + "\n")
@@ -241,6 +244,7 @@ class Window:
         out["grad_norm"] = self.grad_norm / steps
         out["lr"] = self.lr / steps
         seconds = max(self.seconds, 1e-9)
+        out["throughput/step_s"] = self.seconds / steps
         out["throughput/tokens_per_s"] = tokens / seconds
         out["throughput/pairs_per_s"] = pairs / seconds
         self.__init__(self.device)
