@@ -11,7 +11,10 @@ progress bar and the final save.
 What is read back, and from where:
 
 - per-step seconds: ``throughput/step_s`` of each metrics.jsonl record (``logging.every=1``:
-  that step's own time, batch collation included, logging excluded);
+  that step's own time, batch collation included, logging excluded), and the step's whole
+  loop turn: the ``time`` of its record minus that of the record before (the first step: minus
+  ``timing.first_step_at``), which adds everything ``asft train`` does between two steps
+  (the window's reduction, metrics.jsonl, TensorBoard, the progress bar);
 - per-step tokens: ``tokens_per_s x step_s``, checked against the workload's P + C + R of
   the same batch, so a run that trained other pairs fails instead of being reported;
 - start-up: summary.json's ``timing.first_step_at`` minus the Unix time just before the spawn;
@@ -27,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 
 from jobs import Job, StepLog, peak_child_rss_bytes
@@ -103,6 +107,13 @@ def step_records(metrics: Path) -> list[dict]:
     return [r for r in records if r["step"] >= 1 and "throughput/step_s" in r]
 
 
+def loop_turns(records: list[dict], first_step_at: float) -> list[float]:
+    """Wall seconds of each step's whole loop turn (step, logging and all), from the ``time``
+    stamps of consecutive metrics records (1 ms resolution)."""
+    stamps = [first_step_at] + [r["time"] for r in records]
+    return [b - a for a, b in pairwise(stamps)]
+
+
 def check_tokens(records: list[dict], batches: list[list[BenchPair]]) -> list[int]:
     """Per-step token counts of ``records``; raises unless they are the batches' P + C + R."""
     tokens = [round(r["throughput/tokens_per_s"] * r["throughput/step_s"]) for r in records]
@@ -145,6 +156,7 @@ def run_cli(job: Job, batches: list[list[BenchPair]], max_length: int) -> dict:
         summary = json.loads((out / "summary.json").read_text())
     seconds = [r["throughput/step_s"] for r in records]
     return {
+        "turn_seconds": loop_turns(records, summary["timing"]["first_step_at"]),
         "log": StepLog(seconds=seconds, real_tokens=tokens),
         "command": cmd,
         "spawned_at": spawned_at,

@@ -22,7 +22,7 @@ TARGETS = {
     "orpo_speed": (">=", 4.0, "asft ASFT steady pairs/s over TRL ORPO's"),
     "orpo_memory": ("<=", 0.4, "asft ASFT peak RSS over TRL ORPO's"),
     "dpo_e2e": (">=", 6.0, "asft DPO end-to-end pairs/s over TRL DPO's"),
-    "cli_overhead": ("<=", 1.03, "asft ASFT (CLI) steady s/step over the bare step's, same batches"),
+    "cli_overhead": ("<=", 1.03, "asft ASFT (CLI) steady loop turn over the bare step's s/step, same batches"),
 }
 MAIN = "asft ASFT"  # the CLI row with every optimization on, gradient checkpointing as TRL
 MAIN_DPO = "asft DPO"
@@ -127,6 +127,9 @@ def summarize(result: dict, workload: dict, peaks: dict[str, float]) -> dict:
         "s_per_step": elapsed / n,
         "s_min": min(seconds),
         "s_max": max(seconds),
+        # asft train only: each step's whole loop turn, logging included (cli_side.loop_turns)
+        "turn_s_per_step": (sum(result["turn_seconds"][warm:]) / n
+                            if result.get("turn_seconds") else None),
         "cpu_s_per_step": sum(cpu) / n if cpu else None,
         "contended": sum(cpu) / elapsed < CONTENDED * result["threads"] if cpu else None,
         "pairs_per_s": sum(len(b) for b in batches) / elapsed,
@@ -224,8 +227,9 @@ def target_checks(summaries: list[dict]) -> list[dict]:
                                  _ratio(dpo.get("e2e_pairs_per_s"),
                                         ok.get(peer, {}).get("e2e_pairs_per_s"))))
         overhead = None
-        if main and bare:
-            overhead = _ratio(main["s_per_step"], same_batches_mean(main, bare))
+        if main and bare:  # the whole loop turn: what the CLI adds around the step counts
+            overhead = _ratio(main.get("turn_s_per_step") or main["s_per_step"],
+                              same_batches_mean(main, bare))
         checks.append(_check(group, "cli_overhead", MAIN, BARE, overhead))
     return checks
 
@@ -548,10 +552,14 @@ def _overhead(ok: dict[str, dict], bare: dict) -> list[str]:
     ref = same_batches_mean(cli, bare) if cli else None
     if ref is None:
         return []
-    ratio = cli["s_per_step"] / ref
-    return [f"`asft train` ({MAIN}) takes {cli['s_per_step']:.3f} s per steady step, the bare "
-            f"step {ref:.3f} s on the same {cli['steps']} batches: ratio {ratio:.3f} (target "
-            f"<= {TARGETS['cli_overhead'][1]:g}: {met('cli_overhead', ratio)}).", ""]
+    turn = cli.get("turn_s_per_step") or cli["s_per_step"]
+    ratio = turn / ref
+    return [f"`asft train` ({MAIN}) takes {cli['s_per_step']:.3f} s per steady step and "
+            f"{turn:.3f} s per loop turn (the step plus the window's reduction, metrics.jsonl, "
+            f"TensorBoard and the progress bar: {1000 * (turn - cli['s_per_step']):.0f} ms); the "
+            f"bare step takes {ref:.3f} s on the same {cli['steps']} batches: loop turn over bare "
+            f"step {ratio:.3f} (target <= {TARGETS['cli_overhead'][1]:g}: "
+            f"{met('cli_overhead', ratio)}).", ""]
 
 
 def _ablation(ok: dict[str, dict], bare: dict) -> list[str]:

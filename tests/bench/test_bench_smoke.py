@@ -95,6 +95,8 @@ def _check_cli_rows(out: Path, rows: dict) -> None:
         assert raw["log"]["real_tokens"] == expected  # per step, warm-up included
         assert raw["command"][1] == "train" and "training.order=sequential" in raw["command"]
         assert row["steps"] == 1 and row["s_per_step"] > 0
+        # the loop turn holds the step and its logging (1 ms stamps: allow their rounding)
+        assert row["turn_s_per_step"] >= row["s_per_step"] - 0.002
         assert row["startup_s"] > 0 and row["e2e_pairs_per_s"] > 0 and row["train_span_s"] >= 0
         # start-up contains asft's own setup, and e2e is slower than the steady rate
         assert row["startup_s"] > row["timing"]["setup_s"]
@@ -207,6 +209,11 @@ def test_cli_token_check_fails_loudly():
     assert cli_side.check_tokens(ok, batches) == [13]
     with pytest.raises(RuntimeError, match="did not train the workload's pairs"):
         cli_side.check_tokens([{"throughput/step_s": 0.5, "throughput/tokens_per_s": 30.0}], batches)
+
+
+def test_loop_turns_are_the_gaps_between_records():
+    records = [{"time": 101.5}, {"time": 103.0}, {"time": 103.25}]
+    assert cli_side.loop_turns(records, 100.0) == [1.5, 1.5, 0.25]
 
 
 def test_cli_failure_quotes_the_child_output(tmp_path, monkeypatch, data):
