@@ -3,7 +3,9 @@
 Measures, in one process, with a fresh cache folder:
     load       ``load_pairs`` of the .jsonl.gz file (parse, implicit prompts, validation)
     tokenize   ``tokenize_pairs`` without a cache entry (render templates, encode, boundaries,
-               write the cache entry); the first run includes compiling the chat template
+               write the token store); the first run includes compiling the chat template
+    tokenize_2proc  the same with ``num_proc=2`` (two forked workers; its store must equal
+               the one-process store, checked)
     cached     ``tokenize_pairs`` again: key hashing (data + tokenizer) and reading the entry
 Each is repeated; the JSON keeps every run, the median and the best, of wall time and (under
 ``cpu_s``) of CPU time summed over threads, which does not depend on what else the machine runs. After timing, every kept
@@ -33,7 +35,7 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test
 TARGETS = {"tokenize_s": 3.0, "cached_s": 0.5}
 
 
-CPU = {"load_s": [], "tokenize_s": [], "cached_s": []}
+CPU = {"load_s": [], "tokenize_s": [], "tokenize_2proc_s": [], "cached_s": []}
 
 
 def timed(fn, kind: str):
@@ -87,7 +89,7 @@ def main() -> int:
 
     load_before = os.getloadavg()[0]
     tokenizer = load_tokenizer(args.tokenizer)
-    loads, tokenizes, cached = [], [], []
+    loads, tokenizes, two_proc, cached = [], [], [], []
     for _ in range(args.repeats):
         loaded, seconds = timed(lambda: load_pairs(args.data), "load_s")
         loads.append(seconds)
@@ -104,8 +106,15 @@ def main() -> int:
                     pairs, tokenizer, args.max_length, args.max_prompt_length, cache_dir=d), "cached_s")
                 assert again.report.cache == "hit" and again.examples == result.examples
                 cached.append(seconds)
+        with tempfile.TemporaryDirectory() as cache_dir:
+            par, seconds = timed(lambda d=cache_dir: tokenize_pairs(
+                pairs, tokenizer, args.max_length, args.max_prompt_length, cache_dir=d,
+                num_proc=2), "tokenize_2proc_s")
+            assert par.examples == result.examples and par.indices == result.indices
+            two_proc.append(seconds)
     checked = verify(pairs, result, tokenizer)
-    tokens = sum(report.prompt_lengths) + sum(report.chosen_lengths) + sum(report.rejected_lengths)
+    tokens = int(sum(report.prompt_lengths) + sum(report.chosen_lengths)
+                 + sum(report.rejected_lengths))
     out = {
         "data": str(args.data.name), "pairs": len(pairs), "tokenizer": args.tokenizer,
         "max_length": args.max_length, "max_prompt_length": args.max_prompt_length,
@@ -113,7 +122,12 @@ def main() -> int:
         "boundary_mismatches": report.boundary_mismatches,
         "prompts_truncated": report.prompts_truncated, "tokens_kept": tokens,
         "verified_exact": checked,
-        "load_s": summary(loads), "tokenize_s": summary(tokenizes), "cached_s": summary(cached),
+        "load_s": summary(loads), "tokenize_s": summary(tokenizes),
+        "tokenize_2proc_s": summary(two_proc), "cached_s": summary(cached),
+        # pairs per second of tokenization (best run), 1 and 2 processes
+        "pairs_per_s": {"1": round(len(pairs) / min(tokenizes), 1),
+                        "2": round(len(pairs) / min(two_proc), 1)},
+        "store_bytes": report.store_bytes,
         "cpu_s": {k: summary(v) for k, v in CPU.items()},
         "targets": TARGETS,
         "meets_targets": {k: statistics.median(v) <= TARGETS[k]

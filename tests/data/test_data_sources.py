@@ -143,6 +143,29 @@ def test_hub_id_goes_to_load_dataset(monkeypatch):
         load_pairs("org/missing")
 
 
+def test_a_streamed_hub_set_is_read_record_by_record(monkeypatch):
+    """data.streaming: datasets' streaming mode (an IterableDataset), read lazily."""
+    import datasets
+
+    from asft.data.load import PairStream
+
+    seen = []
+
+    def records():
+        for i in range(3):
+            seen.append(i)
+            yield GOOD
+
+    def fake(repo, split=None, **kw):
+        assert kw == {"streaming": True}
+        return datasets.IterableDataset.from_generator(records)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake)
+    stream = PairStream("org/prefs", streaming=True)
+    assert seen == []  # nothing read before the pairs are asked for
+    assert len(list(stream)) == 3 and stream.report.kept == 3
+
+
 def test_unknown_suffix_is_sniffed(tmp_path):
     p = tmp_path / "data.txt"
     write_jsonl(p, [GOOD])

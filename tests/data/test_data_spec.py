@@ -154,6 +154,10 @@ def test_data_prepare_fills_the_cache_that_train_then_reads(tmp_path, capsys):
     assert main(["data", "prepare", src, "--tokenizer", "tiny-llama", "--report", str(report)]) == 0
     prepared = json.loads(report.read_text())
     assert prepared["tokenize"]["kept"] == 10 and prepared["tokenize"]["cache"] == "miss"
+    # tokens and the store's bytes are reported (ids are uint16 for this vocabulary)
+    tokens = prepared["tokenize"]["tokens"]
+    assert tokens > 0 and prepared["tokenize"]["store_bytes"] == 2 * tokens + 10 * (12 + 8 + 8)
+    assert "token store" in capsys.readouterr().err
     run = tmp_path / "run"
     assert main(["train", "--data", src, *FAST, "-o", str(run)]) == 0
     assert json.loads((run / "data_report.json").read_text())["tokenize"]["cache"] == "hit"

@@ -2,6 +2,7 @@
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 
@@ -224,12 +225,20 @@ def test_cache_hit_miss_and_corruption(tok, tmp_path):
     other = copy.deepcopy(tok)
     other.chat_template = SMOLLM2_TEMPLATE
     assert tokenize_pairs(PAIRS, other, 64, 32, cache_dir=tmp_path).report.cache == "miss"
-    # A damaged entry is recomputed, never trusted.
-    path = tmp_path / first.report.cache_path.split("/")[-1]
-    path.write_bytes(path.read_bytes()[:100])
-    again = tokenize_pairs(PAIRS, tok, 64, 32, cache_dir=tmp_path)
-    assert again.report.cache == "miss" and again.examples == first.examples
-    assert not list(tmp_path.glob("*.tmp"))
+    # A damaged entry (a file cut short, a header that lies, offsets that disagree) is
+    # rebuilt, never trusted.
+    path = Path(first.report.cache_path)
+    ids = path / "ids.bin"
+    # copied out first: damaging the files in place changes what a mapped store reads
+    # (asft itself never writes a store in place: a rebuild is a new folder renamed over it)
+    expected = list(first.examples)
+    for damage in (lambda: ids.write_bytes(ids.read_bytes()[:-2]),
+                   lambda: (path / "header.json").write_text("{"),
+                   lambda: (path / "starts.bin").write_bytes(b"\1" * (path / "starts.bin").stat().st_size)):
+        damage()
+        again = tokenize_pairs(PAIRS, tok, 64, 32, cache_dir=tmp_path)
+        assert again.report.cache == "miss" and again.examples == expected
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_unwritable_cache_costs_only_the_cache(tok, tmp_path):

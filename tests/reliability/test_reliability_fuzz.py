@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -319,16 +320,24 @@ def test_run_label_from_any_config(config):
 
 
 @FUZZ
-@given(st.binary(max_size=400))
-def test_token_and_reference_caches_of_arbitrary_bytes(data):
-    """A damaged cache entry is treated as absent (and recomputed), never an error."""
-    from asft.data import cache
+@given(st.sampled_from(["header.json", "ids.bin", "lengths.bin", "starts.bin", "indices.bin"]),
+       st.binary(max_size=400))
+def test_token_and_reference_caches_of_arbitrary_bytes(name, data):
+    """A damaged cache entry is treated as absent (and recomputed), never an error: a token
+    store with one file replaced by arbitrary bytes, and a reference cache of such bytes."""
+    from asft.data.store import StoreBuilder, TokenizedPair, TokenStore, build_in
     from asft.train.reference import _read_cache
 
     with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp) / "store"
+        with build_in(store, StoreBuilder(np.dtype(np.uint16)).dtype) as builder:
+            builder.append([TokenizedPair([1, 2], [3], [4, 5]), TokenizedPair([6], [7], [8])], [0, 1])
+            builder.seal({})
+        (store / name).write_bytes(data)
+        # refused, unless the bytes written are the file's own (its digest then matches)
+        assert TokenStore.open(store) is None
         path = Path(tmp) / "entry"
         path.write_bytes(data)
-        assert cache.load(path) is None
         assert _read_cache(path, "fingerprint") is None
 
 

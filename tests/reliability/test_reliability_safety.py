@@ -150,12 +150,14 @@ def test_runs_write_only_safetensors_weights(runs, record_property):
 
 
 def test_token_cache_holds_no_objects(runs):
-    """The token cache is .npz of integer arrays, read with allow_pickle=False."""
-    entries = list((Path(os.environ["ASFT_CACHE"]) / "tokens").glob("*.npz"))
+    """The token cache holds token stores: raw integer arrays (.bin) and a JSON header."""
+    entries = list((Path(os.environ["ASFT_CACHE"]) / "tokens").glob("store-*"))
     assert entries
     for entry in entries:
-        with np.load(entry, allow_pickle=False) as npz:
-            assert all(npz[k].dtype.kind in "iu" for k in npz.files), entry
+        assert sorted(p.name for p in entry.iterdir()) == [
+            "header.json", "ids.bin", "indices.bin", "lengths.bin", "starts.bin"], entry
+        header = json.loads((entry / "header.json").read_text())
+        assert np.dtype(header["dtype"]).kind in "iu", entry
 
 
 def test_no_pickle_in_the_code():

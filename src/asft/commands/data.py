@@ -75,6 +75,7 @@ def _token_table(report, tokenizer_name: str):
     t.add_row("template fallbacks", str(report.template_fallbacks))
     t.add_row("prompts truncated", str(report.prompts_truncated))
     t.add_row("responses truncated", str(report.responses_truncated))
+    t.add_row("tokens", f"{report.tokens:,} ({_size(report.store_bytes)} token store)")
     t.add_row("time", f"{report.seconds:.2f} s (cache {report.cache})")
     lengths = Table(title="tokens per pair (kept pairs)")
     for col in ("", "mean", "p50", "p90", "p99", "max"):
@@ -82,6 +83,14 @@ def _token_table(report, tokenizer_name: str):
     for part, st in report.length_stats().items():
         lengths.add_row(part, f"{st['mean']:.1f}", *(f"{st[k]:g}" for k in ("p50", "p90", "p99", "max")))
     return t, lengths
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
 
 
 def _config(args: argparse.Namespace):
@@ -119,14 +128,14 @@ def run(args: argparse.Namespace) -> int:
             prepared = prepare(cfg.data, _tokenizer(tokenizer_name), seed=cfg.seed,
                                cache_dir=None if args.no_cache else cache_root() / "tokens",
                                progress=True)
-            loaded = prepared.loaded
+            load = prepared.load
         else:
-            loaded = read(cfg.data, seed=cfg.seed)
+            load = read(cfg.data, seed=cfg.seed).report
     except DataError as err:
         raise AsftError(str(err)) from None
-    summary: dict = {"load": loaded.report.to_dict()}
-    console.print(_load_table(loaded.report))
-    for line in loaded.report.examples:
+    summary: dict = {"load": load.to_dict()}
+    console.print(_load_table(load))
+    for line in load.examples:
         console.print(f"  [yellow]skipped[/] {escape(line)}", markup=True, highlight=False)
     if tokenize:
         report = prepared.tokenized.report
@@ -172,6 +181,8 @@ def run_prepare(args: argparse.Namespace) -> int:
     for warning in prepared.warnings:
         console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
     tok = prepared.tokenized.report
-    console.print(f"token cache: {tok.cache_path or tok.cache}\nreport: {args.report}",
+    console.print(f"tokens: {tok.kept} pairs, {tok.tokens:,} tokens, {_size(tok.store_bytes)} "
+                  f"token store, {tok.seconds:.1f} s (cache {tok.cache})\n"
+                  f"token store: {tok.cache_path or tok.cache}\nreport: {args.report}",
                   highlight=False)
     return 0

@@ -24,6 +24,7 @@ FLAGS: tuple[tuple[str, str, str, str], ...] = (
     ("--max-prompt-length", "max_prompt_length", "N", "prompt tokens kept, from the end (default 512)"),
     ("--overflow", "overflow", "drop|truncate", "pairs over --max-length"),
     ("--boundary", "boundary", "shift|drop", "pairs whose prompt/response boundary is not clean"),
+    ("--num-proc", "num_proc", "N", "processes that tokenize (default: the machine's cores)"),
 )
 
 
@@ -46,7 +47,8 @@ def _mapping(text: str) -> dict[str, str]:
     return out
 
 
-_TYPES = {"columns": _columns, "labels": _mapping, "max_length": int, "max_prompt_length": int}
+_TYPES = {"columns": _columns, "labels": _mapping, "max_length": int, "max_prompt_length": int,
+          "num_proc": int}
 
 
 def add(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = ()) -> None:

@@ -75,6 +75,15 @@ class DataConfig(Section):
     limit: int | None = None
     """Read at most the first N pairs of the source (the probe included); null: all."""
 
+    streaming: bool = False
+    """Read a hub data set record by record as it downloads (``datasets`` streaming) instead
+    of downloading it first; local files are always read record by record into the token
+    store. A streamed hub set is cached under its id and split (no digest of its bytes)."""
+
+    num_proc: int | None = None
+    """Processes that tokenize (the token store is the same for any number); null: this
+    machine's cores. Only the main process of a multi-process run tokenizes."""
+
     layout: Literal["shared", "plain"] = "shared"
     """Batch layout: ``shared`` computes each prompt once per pair (a 4D attention mask; models
     that ignore it fall back to ``plain`` automatically), ``plain`` one sequence per response."""
@@ -105,6 +114,8 @@ class DataConfig(Section):
                  f"must be in [1, max_length={self.max_length}), got {self.max_prompt_length}")
         require(0 <= self.probe_size <= 100_000, "probe_size", f"must be in [0, 100000], got {self.probe_size}")
         require(self.limit is None or self.limit >= 1, "limit", f"must be >= 1 or null, got {self.limit}")
+        require(self.num_proc is None or 1 <= self.num_proc <= 1024, "num_proc",
+                f"must be in [1, 1024] or null, got {self.num_proc}")
         try:
             if isinstance(self.columns, str):
                 self.columns = parse_columns(self.columns)

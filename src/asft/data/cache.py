@@ -1,25 +1,28 @@
 """On-disk cache of tokenized pairs, keyed by everything that determines the tokens.
 
-The key is a SHA-256 over: the pairs' messages (not their origins), the tokenizer's full
-serialized definition (vocabulary, merges, normalizer, special tokens; or the vocabulary of a
-slow tokenizer), the chat template, the EOS token, the length limits and policies, and
-:data:`CACHE_VERSION`. An entry is one ``.npz`` file (flat int32 token ids, per-pair lengths,
-and a JSON header) written to a temporary file and renamed into place, so a reader never
-sees half an entry; an unreadable entry is treated as absent and rewritten.
+The key is a SHA-256 over: what the pairs are (the digest of the source file's bytes and the
+options that read it, see :func:`asft.data.spec.prepare`; or, for pairs given in memory, their
+messages, hashed pair by pair), the tokenizer's full serialized definition (vocabulary, merges,
+normalizer, special tokens; or the vocabulary of a slow tokenizer), the chat template, the EOS
+token, the length limits and policies, and :data:`CACHE_VERSION`. An entry is a token store
+folder (:mod:`asft.data.store`), built aside and renamed into place, so a reader never sees
+half an entry; a damaged entry is treated as absent and rebuilt.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import zipfile
 from pathlib import Path
 
 from asft import atomic
 
 # 2: an entry's report also keeps the lengths of the pairs dropped as too long
-CACHE_VERSION = 2
+# 3: entries are token stores (asft.data.store), keyed on the source or the pairs
+CACHE_VERSION = 3
+_MEMO_SIZE = 1000
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -36,10 +39,14 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def data_fingerprint(pairs) -> str:
-    """SHA-256 of the pairs' messages, in order."""
-    payload = json.dumps([(p.prompt, p.chosen, p.rejected) for p in pairs], ensure_ascii=False,
-                         separators=(",", ":"))
-    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+    """SHA-256 of the pairs' messages, in order (hashed pair by pair: nothing the size of the
+    data set is built)."""
+    h = hashlib.sha256()
+    for p in pairs:
+        h.update(json.dumps((p.prompt, p.chosen, p.rejected), ensure_ascii=False,
+                            separators=(",", ":")).encode("utf-8", "surrogatepass"))
+        h.update(b"\n")
+    return h.hexdigest()
 
 
 def cache_key(**parts: object) -> str:
@@ -48,33 +55,60 @@ def cache_key(**parts: object) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def entry_path(cache_dir: str | os.PathLike, key: str) -> Path:
-    return Path(cache_dir) / f"tokenized-{key[:32]}.npz"
+def store_path(cache_dir: str | os.PathLike, key: str) -> Path:
+    """The folder of the token store (:mod:`asft.data.store`) with cache key ``key``."""
+    return Path(cache_dir) / f"store-{key[:32]}"
 
 
-def save(path: Path, ids: list[int], lengths: list[tuple[int, int, int]], header: dict) -> None:
-    """Write an entry atomically: a temporary file in the same folder, then a rename."""
-    import numpy as np
+def file_digest(path: str | os.PathLike, memo_dir: str | os.PathLike | None = None) -> str:
+    """SHA-256 of a file's bytes, or of a folder's files (names and bytes, sorted by name).
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic.file(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, ids=np.asarray(ids, dtype=np.int32),
-                 lengths=np.asarray(lengths, dtype=np.int32).reshape(-1, 3),
-                 header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))
+    With ``memo_dir``, a digest is remembered there by (real path, size, modification time,
+    inode) of each file, so that a warm start does not read gigabytes to find its cache
+    entry; a file changed in place gets a new modification time and is hashed again.
+    """
+    path = Path(path).resolve()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    h = hashlib.sha256()
+    memo = _Memo(memo_dir)
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode("utf-8", "surrogatepass") + b"\0")
+        h.update(memo.digest(f).encode())
+    memo.save()
+    return h.hexdigest()
 
 
-def load(path: Path) -> tuple[list[int], list[list[int]], dict] | None:
-    """(flat ids, per-pair [prompt, chosen, rejected] lengths, header), or None when the entry
-    is missing or unreadable."""
-    import numpy as np
+class _Memo:
+    """Digests of files by their identity (see :func:`file_digest`), in one JSON file."""
 
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            ids = npz["ids"].tolist()
-            lengths = npz["lengths"].tolist()
-            header = json.loads(npz["header"].tobytes().decode())
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-        return None
-    if sum(map(sum, lengths)) != len(ids) or header.get("version") != CACHE_VERSION:
-        return None
-    return ids, lengths, header
+    def __init__(self, folder: str | os.PathLike | None):
+        self.path = Path(folder) / "file-digests.json" if folder is not None else None
+        self.entries: dict[str, str] = {}
+        self.changed = False
+        if self.path is not None:
+            try:
+                self.entries = dict(json.loads(self.path.read_text()))
+            except (OSError, ValueError, TypeError):
+                self.entries = {}
+
+    def digest(self, file: Path) -> str:
+        st = file.stat()
+        ident = f"{file}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
+        if ident not in self.entries:
+            h = hashlib.sha256()
+            with open(file, "rb") as fh:
+                while block := fh.read(1 << 22):
+                    h.update(block)
+            self.entries[ident] = h.hexdigest()
+            self.changed = True
+        return self.entries[ident]
+
+    def save(self) -> None:
+        if self.path is None or not self.changed:
+            return
+        if len(self.entries) > _MEMO_SIZE:  # the oldest first: dicts keep insertion order
+            self.entries = dict(list(self.entries.items())[-_MEMO_SIZE:])
+        with contextlib.suppress(OSError):  # a lost memo costs one more hash, nothing else
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic.write_json(self.path, self.entries)

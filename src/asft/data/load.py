@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from asft.data.errors import DataError, OptionError, Skipped
 from asft.data.formats import (
@@ -106,12 +106,12 @@ def check_options(fmt: str, on_bad_record: str, empty_response: str, limit: int 
 
 def _read(opened: OpenedSource, report: LoadReport, adapter: Adapter | None, options: dict,
           on_bad_record: str, empty_response: str, limit: int | None, system: str | None,
-          ) -> tuple[list[PreferencePair], Counter[str]]:
-    """The pairs of ``opened`` and the skipped records per reason; fills ``report``."""
-    skipped: Counter[str] = Counter()
-    pairs: list[PreferencePair] = []
+          skipped: Counter[str]) -> Iterator[PreferencePair]:
+    """The pairs of ``opened``, one by one; counts what it skips in ``skipped`` and fills
+    ``report`` as it goes."""
+    kept = 0
     for raw in opened.records:
-        if limit is not None and len(pairs) >= limit:
+        if limit is not None and kept >= limit:
             break
         report.read += 1
         try:
@@ -131,8 +131,42 @@ def _read(opened: OpenedSource, report: LoadReport, adapter: Adapter | None, opt
             if len(report.examples) < _MAX_EXAMPLES:
                 report.examples.append(str(located))
             continue
-        pairs.append(PreferencePair(prompt, chosen, rejected, f"{opened.name}:{raw.index}"))
-    return pairs, skipped
+        kept += 1
+        yield PreferencePair(prompt, chosen, rejected, f"{opened.name}:{raw.index}")
+
+
+class PairStream:
+    """The pairs of a source read one at a time (a single pass): what :func:`load_pairs`
+    returns as a list, without holding the records. ``report`` fills as the pairs are read;
+    the checks on the whole source (no records, no usable pair) run when the stream ends."""
+
+    def __init__(self, source, fmt: str = "auto", columns: Mapping | None = None,
+                 on_bad_record: str = "error", split: str | None = None, *,
+                 empty_response: str = "keep", limit: int | None = None,
+                 hub_kwargs: Mapping | None = None, system: str | None = None,
+                 labels: Mapping[str, str] | None = None, binarize: str = "random",
+                 seed: int = 0, streaming: bool = False):
+        check_options(fmt, on_bad_record, empty_response, limit, system, labels, binarize, seed)
+        cols = check_columns(columns, fmt)
+        self._options = {"columns": cols, "labels": labels, "binarize": binarize, "seed": seed}
+        self._adapter = None if fmt == "auto" else make_adapter(fmt, **self._options)
+        self._opened = open_source(source, split, hub_kwargs, streaming=streaming)
+        self.report = LoadReport(source=self._opened.name, format=fmt)
+        self._args = (on_bad_record, empty_response, limit, system)
+        self._skipped: Counter[str] = Counter()
+
+    def __iter__(self) -> Iterator[PreferencePair]:
+        report = self.report
+        yield from _read(self._opened, report, self._adapter, self._options, *self._args,
+                         self._skipped)
+        report.skipped = dict(self._skipped)
+        report.kept = report.read - sum(self._skipped.values())
+        if report.read == 0:
+            raise DataError("no records: the source is empty", file=self._opened.name)
+        if not report.kept:
+            counts = ", ".join(f"{n} {reason}" for reason, n in self._skipped.most_common())
+            raise DataError(f"no usable pairs: all {report.read} records were skipped ({counts}); "
+                            f"first: {report.examples[0]}", file=self._opened.name)
 
 
 def load_pairs(source, fmt: str = "auto", columns: Mapping[str, str | list[str]] | None = None,
@@ -179,20 +213,8 @@ def load_pairs(source, fmt: str = "auto", columns: Mapping[str, str | list[str]]
         ValueError: a bad option (unknown format or column key, a ``ranked`` column mapping
             without responses or a verdict, a ``labels`` target that is no response, ...).
     """
-    check_options(fmt, on_bad_record, empty_response, limit, system, labels, binarize, seed)
-    cols = check_columns(columns, fmt)
-    options = {"columns": cols, "labels": labels, "binarize": binarize, "seed": seed}
-    adapter = None if fmt == "auto" else make_adapter(fmt, **options)
-    opened = open_source(source, split, hub_kwargs)
-    report = LoadReport(source=opened.name, format=fmt)
-    pairs, skipped = _read(opened, report, adapter, options, on_bad_record, empty_response,
-                           limit, system)
-    report.kept = len(pairs)
-    report.skipped = dict(skipped)
-    if report.read == 0:
-        raise DataError("no records: the source is empty", file=opened.name)
-    if not pairs:
-        counts = ", ".join(f"{n} {reason}" for reason, n in skipped.most_common())
-        raise DataError(f"no usable pairs: all {report.read} records were skipped ({counts}); "
-                        f"first: {report.examples[0]}", file=opened.name)
-    return LoadResult(pairs, report)
+    stream = PairStream(source, fmt, columns, on_bad_record, split,
+                        empty_response=empty_response, limit=limit, hub_kwargs=hub_kwargs,
+                        system=system, labels=labels, binarize=binarize, seed=seed)
+    pairs = list(stream)
+    return LoadResult(pairs, stream.report)

@@ -308,11 +308,14 @@ def _dataset_folder(path: Path, split: str | None, name: str) -> Iterator[RawRec
     return _rows(_pick_split(ds, split, name))
 
 
-def _hub(repo_id: str, split: str | None, name: str, hub_kwargs: Mapping | None) -> Iterator[RawRecord]:
+def _hub(repo_id: str, split: str | None, name: str, hub_kwargs: Mapping | None,
+         streaming: bool = False) -> Iterator[RawRecord]:
     import datasets
 
     try:
-        ds = datasets.load_dataset(repo_id, split=split or "train", **(hub_kwargs or {}))
+        # streaming: an IterableDataset, read record by record as it downloads
+        extra = {"streaming": True} if streaming else {}
+        ds = datasets.load_dataset(repo_id, split=split or "train", **extra, **(hub_kwargs or {}))
     # Network, authentication and script errors come as many types; all mean "cannot load".
     except Exception as err:
         raise DataError(f"not a local file or folder, and loading it from the hub failed "
@@ -326,8 +329,9 @@ def _file_split_check(split: str | None, name: str) -> None:
 
 
 def open_source(source: object, split: str | None = None,
-                hub_kwargs: Mapping | None = None) -> OpenedSource:
-    """Open ``source`` (see the module docstring) for reading records one at a time."""
+                hub_kwargs: Mapping | None = None, *, streaming: bool = False) -> OpenedSource:
+    """Open ``source`` (see the module docstring) for reading records one at a time; files are
+    always read so, a hub data set only with ``streaming`` (else it is downloaded first)."""
     if isinstance(source, list | tuple):
         return OpenedSource("<records>", "item", _rows(source))
     if hasattr(source, "column_names") and hasattr(source, "__iter__"):
@@ -342,14 +346,14 @@ def open_source(source: object, split: str | None = None,
         name, records = builtin.open_builtin(text, split)
         return OpenedSource(name, "row", _rows(records))
     if text.startswith("hub:"):
-        return OpenedSource(text, "row", _hub(text[4:], split, text, hub_kwargs))
+        return OpenedSource(text, "row", _hub(text[4:], split, text, hub_kwargs, streaming))
     path = Path(text).expanduser()
     if path.is_dir():
         return OpenedSource(text, "row", _dataset_folder(path, split, text))
     if not path.exists():
         kind, _ = file_kind(path)
         if not kind and _HUB_ID.match(text):
-            return OpenedSource(text, "row", _hub(text, split, text, hub_kwargs))
+            return OpenedSource(text, "row", _hub(text, split, text, hub_kwargs, streaming))
         raise DataError("no such file or folder", file=text)
     if not path.is_file():
         raise DataError("not a regular file", file=text)

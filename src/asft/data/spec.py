@@ -11,24 +11,35 @@ pairs and which setting keeps them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from asft.data import cache
 from asft.data.errors import OptionError
 from asft.data.formats import FORMATS, check_columns
 from asft.data.load import (
     BAD_RECORD_POLICIES,
     EMPTY_RESPONSE_POLICIES,
+    PairStream,
     check_choice,
     check_options,
     load_pairs,
     make_adapter,
 )
+from asft.data.parallel import default_num_proc
 from asft.data.ranked import BINARIZE
-from asft.data.records import LoadResult
-from asft.data.tokenize import BOUNDARY_POLICIES, OVERFLOW_POLICIES, TokenizeResult, tokenize_pairs
+from asft.data.records import LoadReport, LoadResult
+from asft.data.tokenize import (
+    BOUNDARY_POLICIES,
+    OVERFLOW_POLICIES,
+    Tokenization,
+    TokenizeResult,
+    chunked,
+    tokenize_pairs,
+)
 
 #: The values each policy key accepts (the data layer's own lists; the config shows them).
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -61,6 +72,8 @@ class Spec(Protocol):
     overflow: str
     boundary: str
     limit: int | None
+    streaming: bool
+    num_proc: int | None
 
 
 def parse_columns(text: str) -> dict[str, str | list[str]]:
@@ -117,20 +130,27 @@ def read(spec: Spec, *, seed: int = 0, limit: int | None = None) -> LoadResult:
 
 @dataclass
 class Prepared:
-    """Pairs read and tokenized, and what the user should be told about them."""
+    """Pairs read and tokenized, and what the user should be told about them.
 
-    loaded: LoadResult
+    Attributes:
+        load: what reading the source saw (from the token store's header on a cache hit:
+            the source is not read again).
+        tokenized: the pairs' token store (``tokenized.examples``) and the tokenize report.
+        warnings: for the user (see :func:`drop_warnings`).
+    """
+
+    load: LoadReport
     tokenized: TokenizeResult
     warnings: list[str] = field(default_factory=list)
 
     def report(self) -> dict[str, Any]:
         """What ``data_report.json`` holds: loading and tokenizing counts, and the warnings."""
-        return {"load": self.loaded.report.to_dict(), "tokenize": self.tokenized.report.to_dict(),
+        return {"load": self.load.to_dict(), "tokenize": self.tokenized.report.to_dict(),
                 "warnings": list(self.warnings)}
 
     def summary(self) -> str:
         """One line: pairs kept, records skipped, pairs dropped, by reason."""
-        load, tok = self.loaded.report, self.tokenized.report
+        load, tok = self.load, self.tokenized.report
         skipped = sum(load.skipped.values())
         return (f"{tok.kept} pairs from {load.source}"
                 + (f"; {skipped} records skipped ({count_text(load.skipped)})" if skipped else "")
@@ -143,14 +163,87 @@ def count_text(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
+def source_identity(spec: Spec, seed: int, limit: int | None,
+                    memo_dir: str | Path | None) -> dict | None:
+    """What identifies the pairs ``spec`` reads, found without reading them: the digest of
+    the source file's (or ``datasets`` folder's) bytes, or the id and split of a streamed hub
+    data set, with every option that changes the pairs. None for sources that are cheap to
+    read and hash instead (built-in tasks, a hub set downloaded by ``datasets``)."""
+    text = str(spec.source)
+    path = Path(text).expanduser()
+    if text.startswith("builtin:"):
+        return None
+    if path.exists():
+        try:
+            where: dict[str, Any] = {"digest": cache.file_digest(path, memo_dir)}
+        except OSError:  # unreadable: reading it again says so, naming the file
+            return None
+    elif spec.streaming:
+        # a remote set has no cheap digest: its id and split stand for it (docs/data.md)
+        where = {"hub": text.removeprefix("hub:")}
+    else:
+        return None
+    options = {k: getattr(spec, k) for k in ("format", "columns", "split", "system",
+                                             "on_bad_record", "empty_response", "labels",
+                                             "binarize")}
+    return {**where, **options, "limit": limit,
+            # the draw of rated data's rejected completion; other formats ignore the seed
+            "seed": seed if spec.format == "rated" else None}
+
+
 def prepare(spec: Spec, tokenizer: Any, *, seed: int = 0, limit: int | None = None,
-            cache_dir: str | Path | None = None, progress: bool = False) -> Prepared:
-    """:func:`read`, then tokenize with the spec's length and boundary policies."""
-    loaded = read(spec, seed=seed, limit=limit)
-    tokenized = tokenize_pairs(loaded.pairs, tokenizer, spec.max_length, spec.max_prompt_length,
-                               cache_dir=cache_dir, overflow=spec.overflow,
-                               boundary=spec.boundary, progress=progress)
-    return Prepared(loaded, tokenized, drop_warnings(tokenized.report, spec))
+            cache_dir: str | Path | None = None, progress: bool = False,
+            num_proc: int | None = None) -> Prepared:
+    """:func:`read`, then tokenize with the spec's length and boundary policies into a token
+    store (:mod:`asft.data.store`).
+
+    With ``cache_dir``, a source identified without reading it (:func:`source_identity`) is
+    looked up first: a hit reads nothing but the store; a miss reads the source record by
+    record straight into the store (the records are never all in memory), tokenized by
+    ``num_proc`` processes (default ``spec.num_proc``, else this machine's cores).
+    """
+    start = time.perf_counter()
+    limit = spec.limit if limit is None else limit
+    num_proc = num_proc or getattr(spec, "num_proc", None) or default_num_proc()
+    job = Tokenization(tokenizer, spec.max_length, spec.max_prompt_length,
+                       overflow=spec.overflow, boundary=spec.boundary)
+    ident = source_identity(spec, seed, limit, cache_dir) if cache_dir is not None else None
+    if ident is None:
+        loaded = read(spec, seed=seed, limit=limit)
+        tokenized = tokenize_pairs(loaded.pairs, tokenizer, spec.max_length,
+                                   spec.max_prompt_length, cache_dir=cache_dir,
+                                   overflow=spec.overflow, boundary=spec.boundary,
+                                   progress=progress, num_proc=num_proc)
+        return Prepared(loaded.report, tokenized, drop_warnings(tokenized.report, spec))
+    path = cache.store_path(cache_dir, job.key(source=ident))
+    hit = job.cached(path, start)
+    if hit is not None and _same_draw(hit, seed):
+        load = LoadReport(**{**hit.examples.header["load"], "source": str(spec.source)})
+        return Prepared(load, hit, drop_warnings(hit.report, spec))
+    streams: list[PairStream] = []
+
+    def chunks():
+        streams.append(_stream(spec, seed, limit))
+        return chunked(streams[-1])
+
+    tokenized = job.run(chunks, path, num_proc=num_proc, progress=progress, start=start,
+                        header=lambda: {"load": streams[-1].report.to_dict(), "seed": seed})
+    return Prepared(streams[-1].report, tokenized, drop_warnings(tokenized.report, spec))
+
+
+def _same_draw(hit: TokenizeResult, seed: int) -> bool:
+    """A cached store of auto-detected rated data holds one seed's draw of the rejected
+    completions; another seed must draw (and store) its own."""
+    header = hit.examples.header
+    return header["load"]["format"] != "rated" or header.get("seed") == seed
+
+
+def _stream(spec: Spec, seed: int, limit: int | None) -> PairStream:
+    return PairStream(spec.source, fmt=spec.format, columns=spec.columns or None,
+                      on_bad_record=spec.on_bad_record, split=spec.split,
+                      empty_response=spec.empty_response, limit=limit, system=spec.system,
+                      labels=spec.labels or None, binarize=spec.binarize, seed=seed,
+                      streaming=getattr(spec, "streaming", False))
 
 
 def drop_warnings(report: Any, spec: Spec) -> list[str]:

@@ -26,9 +26,12 @@ pair whose prompt or response would be empty is dropped. Every drop is counted b
 Speed: templates are compiled once; the head that a pair's two texts share (up to the last
 special token before the response, e.g. ``<|im_start|>``) is encoded once, where
 :mod:`asft.data.segments` shows that cannot change a token; all texts of a chunk are encoded in
-one batched call of the Rust tokenizer (parallel); results are cached on disk
-(:mod:`asft.data.cache`). A cache that cannot be written (full disk, read-only folder) costs
-the cache, not the run: ``report.cache`` says ``"unwritable"``.
+one batched call of the Rust tokenizer; chunks of 512 pairs are tokenized by ``num_proc``
+processes side by side (:mod:`asft.data.parallel`) and merged in order, so the result is the
+one-process result. Kept pairs go straight into a token store (:mod:`asft.data.store`: flat
+arrays, memory-mapped), built in the on-disk cache (:mod:`asft.data.cache`) when there is one.
+A cache that cannot be written (full disk, read-only folder) costs the cache, not the run: the
+store is built in memory and ``report.cache`` says ``"unwritable"``.
 """
 
 from __future__ import annotations
@@ -36,15 +39,17 @@ from __future__ import annotations
 import time
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
 
 from asft.data import cache
+from asft.data.parallel import map_chunks
 from asft.data.records import PreferencePair
 from asft.data.render import ChatRenderer, RenderedPair, TemplateError
 from asft.data.segments import SpecialCut
+from asft.data.store import StoreBuilder, TokenizedPair, TokenStore, build_in, ids_dtype
 from asft.progress import progress_bar
 
 OVERFLOW_POLICIES = ("drop", "truncate")
@@ -55,20 +60,10 @@ _CHUNK = 512
 _MAX_EXAMPLES = 10
 
 
-@dataclass(frozen=True, slots=True)
-class TokenizedPair:
-    """Token ids of one pair: ``prompt_ids + chosen_ids`` and ``prompt_ids + rejected_ids`` are
-    the two full sequences; both responses end with EOS (unless cut by ``overflow="truncate"``)."""
-
-    prompt_ids: list[int]
-    chosen_ids: list[int]
-    rejected_ids: list[int]
-
-
 def _stats(values: Sequence[int]) -> dict[str, float]:
     import numpy as np
 
-    if not values:
+    if len(values) == 0:
         return {"mean": 0.0, "p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0}
     arr = np.asarray(values)
     p50, p90, p99 = np.percentile(arr, [50, 90, 99])
@@ -93,12 +88,14 @@ class TokenizeReport:
         chat_template: the tokenizer's chat template was used (else the plain transcript).
         settings: max_length, max_prompt_length, overflow, boundary.
         cache: ``"off"``, ``"hit"``, ``"miss"`` (computed and stored) or ``"unwritable"``
-            (computed, could not be stored); cache_path: the entry file.
+            (computed, could not be stored); cache_path: the token store's folder.
         seconds: wall time of the call.
         examples: the first few drops and mismatches, ``"<origin>: <reason>[: detail]"``.
         prompt_lengths, chosen_lengths, rejected_lengths: token counts of the kept examples.
         overlong: ``len(prompt) + len(longer response)`` of each pair dropped as ``too_long``
             (what ``max_length`` would have to be to keep it).
+        tokens: token ids kept (each pair's prompt once, both responses).
+        store_bytes: bytes of the token store's arrays (:mod:`asft.data.store`).
     """
 
     pairs: int = 0
@@ -118,6 +115,8 @@ class TokenizeReport:
     chosen_lengths: list[int] = field(default_factory=list, repr=False)
     rejected_lengths: list[int] = field(default_factory=list, repr=False)
     overlong: list[int] = field(default_factory=list, repr=False)
+    tokens: int = 0
+    store_bytes: int = 0
 
     @property
     def num_dropped(self) -> int:
@@ -137,17 +136,22 @@ class TokenizeReport:
                 "chat_template": self.chat_template, "settings": dict(self.settings),
                 "cache": self.cache, "cache_path": self.cache_path,
                 "seconds": round(self.seconds, 4), "examples": list(self.examples),
+                "tokens": self.tokens, "store_bytes": self.store_bytes,
                 "lengths": self.length_stats()}
 
 
 @dataclass
 class TokenizeResult:
-    """Examples in input order; ``indices[i]`` is the position in the input pairs of
-    ``examples[i]`` (dropped pairs leave gaps)."""
+    """The kept pairs in input order, as a :class:`asft.data.store.TokenStore`, and the report."""
 
-    examples: list[TokenizedPair]
+    examples: TokenStore
     report: TokenizeReport
-    indices: list[int] = field(default_factory=list)
+
+    @property
+    def indices(self) -> list[int]:
+        """``indices[i]``: the position in the input pairs of ``examples[i]`` (dropped pairs
+        leave gaps); built on each access from the store."""
+        return self.examples.indices.tolist()
 
 
 class _Encoder:
@@ -232,12 +236,32 @@ class _Plan:
     cut_id: int = -1
 
 
-class _Run:
-    """State of one tokenization: settings, counters and outputs."""
+@dataclass
+class _Chunk:
+    """What tokenizing one chunk of pairs gave; :meth:`_Total.add` merges chunks in order."""
 
-    def __init__(self, pairs, tokenizer, renderer: ChatRenderer, max_length, max_prompt_length,
+    examples: list[TokenizedPair] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)
+    dropped: Counter = field(default_factory=Counter)
+    boundary_mismatches: int = 0
+    template_fallbacks: int = 0
+    prompts_truncated: int = 0
+    responses_truncated: int = 0
+    notes: list[str] = field(default_factory=list)  # "<origin>: <reason>[: detail]"
+    overlong: list[int] = field(default_factory=list)
+    pairs: int = 0
+
+
+_COUNTS = ("boundary_mismatches", "template_fallbacks", "prompts_truncated",
+           "responses_truncated")
+
+
+class _Run:
+    """Tokenizes chunks of pairs with fixed settings (one per process: see
+    :mod:`asft.data.parallel`); each call returns a :class:`_Chunk`."""
+
+    def __init__(self, tokenizer, renderer: ChatRenderer, max_length, max_prompt_length,
                  overflow, boundary):
-        self.pairs = pairs
         self.renderer = renderer
         self.encoder = _Encoder(tokenizer, renderer.add_special_tokens)
         self.cutter = None
@@ -246,18 +270,16 @@ class _Run:
         self.eos_id = tokenizer.convert_tokens_to_ids(renderer.eos)
         self.max_length, self.max_prompt_length = max_length, max_prompt_length
         self.overflow, self.boundary = overflow, boundary
-        self.report = TokenizeReport(pairs=len(pairs), chat_template=renderer.template is not None)
-        self.dropped: Counter[str] = Counter()
-        self.notes: list[tuple[int, str]] = []  # (pair index, reason[: detail]) for examples
-        self.examples: list[TokenizedPair] = []
-        self.indices: list[int] = []
+        self.pairs: Sequence[PreferencePair] = ()
+        self.base = 0
+        self.out = _Chunk()
 
     def note(self, i: int, what: str) -> None:
-        if len(self.notes) < _MAX_EXAMPLES:
-            self.notes.append((i, what))
+        if len(self.out.notes) < _MAX_EXAMPLES:
+            self.out.notes.append(f"{self.pairs[i - self.base].origin}: {what}")
 
     def drop(self, i: int, reason: str, detail: str = "") -> None:
-        self.dropped[reason] += 1
+        self.out.dropped[reason] += 1
         self.note(i, f"{reason}: {detail}" if detail else reason)
 
     def _boundary(self, plan: _Plan, head: list[int], chosen, rejected,
@@ -276,12 +298,12 @@ class _Run:
         return full_c, full_r, len(head) + _common(tail_c[:kc], tail_r[:kr]), False
 
     def add(self, plan: _Plan, head: list[int], chosen, rejected, prompt_ids=None) -> None:
-        i, r = plan.index, plan.rendered
+        i, r, out = plan.index, plan.rendered, self.out
         full_c, full_r, k, clean = self._boundary(plan, head, chosen, rejected, prompt_ids)
         if r.fallback:
-            self.report.template_fallbacks += 1
+            out.template_fallbacks += 1
         if not clean:
-            self.report.boundary_mismatches += 1
+            out.boundary_mismatches += 1
             if self.boundary == "drop":
                 self.drop(i, "boundary_mismatch")
                 return
@@ -293,26 +315,26 @@ class _Run:
             resp_r.append(self.eos_id)
         if self.max_prompt_length is not None and len(prompt) > self.max_prompt_length:
             prompt = prompt[-self.max_prompt_length:]
-            self.report.prompts_truncated += 1
+            out.prompts_truncated += 1
         if self.max_length is not None and len(prompt) + max(len(resp_c), len(resp_r)) > self.max_length:
             if self.overflow == "drop":
                 self.drop(i, "too_long", f"{len(prompt)} + {max(len(resp_c), len(resp_r))} tokens")
-                self.report.overlong.append(len(prompt) + max(len(resp_c), len(resp_r)))
+                out.overlong.append(len(prompt) + max(len(resp_c), len(resp_r)))
                 return
             budget = max(0, self.max_length - len(prompt))
             resp_c, resp_r = resp_c[:budget], resp_r[:budget]
-            self.report.responses_truncated += 1
+            out.responses_truncated += 1
         if not prompt:
             self.drop(i, "empty_prompt")
             return
         if not resp_c or not resp_r:
             self.drop(i, "empty_response")
             return
-        self.examples.append(TokenizedPair(prompt, resp_c, resp_r))
-        self.indices.append(i)
+        out.examples.append(TokenizedPair(prompt, resp_c, resp_r))
+        out.indices.append(i)
 
     def _plan(self, i: int) -> _Plan | None:
-        pair = self.pairs[i]
+        pair = self.pairs[i - self.base]
         if not pair.chosen or not pair.rejected:  # pairs built by hand, not by load_pairs
             self.drop(i, "empty_response")
             return None
@@ -327,8 +349,17 @@ class _Run:
             plan.cut, plan.cut_id = found
         return plan
 
-    def chunk(self, start: int, stop: int) -> None:
-        plans = [p for p in map(self._plan, range(start, stop)) if p is not None]
+    def __call__(self, pairs: Sequence[PreferencePair], base: int) -> _Chunk:
+        """Tokenize ``pairs``, the source's pairs ``base`` to ``base + len(pairs) - 1``."""
+        self.pairs, self.base, self.out = pairs, base, _Chunk(pairs=len(pairs))
+        try:
+            self._encode(range(base, base + len(pairs)))
+            return self.out
+        finally:
+            self.pairs = ()
+
+    def _encode(self, span: range) -> None:
+        plans = [p for p in map(self._plan, span) if p is not None]
         texts: list[str] = []
         for p in plans:
             c, r, n = p.rendered.chosen, p.rendered.rejected, p.cut
@@ -358,40 +389,56 @@ class _Run:
             self.add(p, head, c, r, prompt_ids)
 
 
-def _from_cache(entry, pairs, report: TokenizeReport) -> TokenizeResult:
-    ids, lengths, header = entry
-    examples, pos = [], 0
-    for p, c, r in lengths:
-        examples.append(TokenizedPair(ids[pos:pos + p], ids[pos + p:pos + p + c],
-                                      ids[pos + p + c:pos + p + c + r]))
-        pos += p + c + r
-    for name in ("kept", "boundary_mismatches", "template_fallbacks", "prompts_truncated",
-                 "responses_truncated"):
-        setattr(report, name, header["report"][name])
-    report.dropped = dict(header["report"]["dropped"])
-    report.overlong = list(header["report"]["overlong"])
-    report.examples = [f"{pairs[i].origin}: {what}" for i, what in header["notes"]]
-    return TokenizeResult(examples, report, list(header["indices"]))
+class _Total:
+    """The chunks of one tokenization merged in order: into a store builder, and counted."""
+
+    def __init__(self, builder):
+        self.builder = builder
+        self.out = _Chunk()
+
+    def add(self, chunk: _Chunk) -> None:
+        self.builder.append(chunk.examples, chunk.indices)
+        out = self.out
+        out.pairs += chunk.pairs
+        out.dropped.update(chunk.dropped)
+        for name in _COUNTS:
+            setattr(out, name, getattr(out, name) + getattr(chunk, name))
+        out.notes += chunk.notes[:_MAX_EXAMPLES - len(out.notes)]
+        out.overlong += chunk.overlong
+
+    def counts(self) -> dict:
+        """What a store's header keeps of the report."""
+        out = self.out
+        return {"pairs": out.pairs, "kept": self.builder.pairs, "dropped": dict(out.dropped),
+                "overlong": list(out.overlong), "notes": list(out.notes),
+                **{name: getattr(out, name) for name in _COUNTS}}
 
 
-def tokenize_pairs(pairs: Sequence[PreferencePair], tokenizer, max_length: int | None,
-                   max_prompt_length: int | None, cache_dir: str | Path | None = None, *,
-                   overflow: str = "drop", boundary: str = "shift",
-                   chat_template: str | None = None, progress: bool = False) -> TokenizeResult:
-    """Token ids of ``pairs`` for ``tokenizer`` (see the module docstring for the guarantees).
+def chunked(pairs: Iterable[PreferencePair], size: int = _CHUNK) -> Iterator[tuple[list, int]]:
+    """(chunk of ``pairs``, position of its first pair) for each ``size`` pairs."""
+    chunk: list = []
+    base = 0
+    for pair in pairs:
+        chunk.append(pair)
+        if len(chunk) == size:
+            yield chunk, base
+            base += size
+            chunk = []
+    if chunk:
+        yield chunk, base
 
-    Args:
-        pairs: from :func:`asft.data.load_pairs`.
-        tokenizer: a transformers tokenizer with an EOS token (fast ones are much faster).
-        max_length: limit on ``len(prompt) + len(longer response)``, or None.
-        max_prompt_length: limit on the prompt, keeping its end, or None.
-        cache_dir: folder of the on-disk cache, or None for no caching.
-        overflow: ``"drop"`` or ``"truncate"`` pairs over ``max_length``.
-        boundary: ``"shift"`` or ``"drop"`` pairs with a boundary mismatch.
-        chat_template: a Jinja template to use instead of the tokenizer's.
-        progress: show a progress bar with ETA.
-    """
-    start = time.perf_counter()
+
+def _vocab_size(tokenizer) -> int | None:
+    """Ids the tokenizer can produce (added tokens included), or None when it does not say."""
+    for size in (lambda: len(tokenizer), lambda: len(tokenizer.get_vocab())):
+        try:
+            return size()
+        except (TypeError, AttributeError):
+            continue
+    return None
+
+
+def _check_settings(max_length, max_prompt_length, overflow, boundary) -> dict:
     if overflow not in OVERFLOW_POLICIES:
         raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, got {overflow!r}")
     if boundary not in BOUNDARY_POLICIES:
@@ -399,56 +446,131 @@ def tokenize_pairs(pairs: Sequence[PreferencePair], tokenizer, max_length: int |
     for name, value in (("max_length", max_length), ("max_prompt_length", max_prompt_length)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
-    renderer = ChatRenderer(tokenizer, chat_template)
-    settings = {"max_length": max_length, "max_prompt_length": max_prompt_length,
-                "overflow": overflow, "boundary": boundary}
+    return {"max_length": max_length, "max_prompt_length": max_prompt_length,
+            "overflow": overflow, "boundary": boundary}
+
+
+class Tokenization:
+    """One tokenizer with one set of settings: the cache key of a source, the cached store,
+    and the tokenization of a stream of pairs into a store.
+
+    Args: as :func:`tokenize_pairs`.
+    """
+
+    def __init__(self, tokenizer, max_length: int | None, max_prompt_length: int | None, *,
+                 overflow: str = "drop", boundary: str = "shift",
+                 chat_template: str | None = None):
+        self.settings = _check_settings(max_length, max_prompt_length, overflow, boundary)
+        self.tokenizer = tokenizer
+        self.renderer = ChatRenderer(tokenizer, chat_template)
+        self.dtype = ids_dtype(_vocab_size(tokenizer))
+
+    def key(self, **source: object) -> str:
+        """The cache key of the pairs that ``source`` (JSON-serializable parts) identifies."""
+        r = self.renderer
+        return cache.cache_key(**source, tokenizer=cache.tokenizer_fingerprint(self.tokenizer),
+                               template=r.template, eos=r.eos, dtype=self.dtype.str,
+                               add_special_tokens=r.add_special_tokens, **self.settings)
+
+    def _report(self, **kw) -> TokenizeReport:
+        return TokenizeReport(chat_template=self.renderer.template is not None,
+                              settings=dict(self.settings), **kw)
+
+    def cached(self, path: Path | None, start: float) -> TokenizeResult | None:
+        """The result stored at ``path`` (a cache hit), or None."""
+        store = TokenStore.open(path) if path is not None else None
+        if store is None:
+            return None
+        report = self._report(cache="hit", cache_path=str(path))
+        _fill(report, store.header["report"], store)
+        report.seconds = time.perf_counter() - start
+        return TokenizeResult(store, report)
+
+    def run(self, chunks: Callable[[], Iterable[tuple[Sequence[PreferencePair], int]]],
+            path: Path | None, *, num_proc: int = 1, progress: bool = False,
+            total: int | None = None, header: Callable[[], dict] = dict,
+            start: float | None = None) -> TokenizeResult:
+        """Tokenize the pairs of ``chunks()`` (a fresh iterator of :func:`chunked` pairs) into
+        a store at ``path``; in memory when ``path`` is None or cannot be written (then
+        ``chunks()`` is read again). ``header()`` adds to the store's header once the chunks
+        are read (e.g. the load report of a streamed source)."""
+        start = time.perf_counter() if start is None else start
+        status, store = "off" if path is None else "miss", None
+        if path is not None:
+            try:
+                with build_in(path, self.dtype) as builder:
+                    merged = self._tokenize(chunks(), builder, num_proc, progress, total)
+                    builder.seal({"report": merged.counts(), **header()})
+                store = TokenStore.open(path)
+            except OSError:
+                store = None
+            if store is None:
+                status = "unwritable"
+        if store is None:
+            merged = self._tokenize(chunks(), StoreBuilder(self.dtype), num_proc, progress, total)
+            store = merged.builder.finish({"report": merged.counts(), **header()})
+        report = self._report(cache=status, cache_path=str(path) if status == "miss" else None)
+        _fill(report, store.header["report"], store)
+        report.seconds = time.perf_counter() - start
+        return TokenizeResult(store, report)
+
+    def _tokenize(self, chunks, builder, num_proc: int, progress: bool, total: int | None) -> _Total:
+        merged = _Total(builder)
+        run = _Run(self.tokenizer, self.renderer, self.settings["max_length"],
+                   self.settings["max_prompt_length"], self.settings["overflow"],
+                   self.settings["boundary"])
+        with progress_bar(show=progress, unit="pairs", transient=True) as bar:
+            task = bar.add_task("tokenizing", total=total) if bar else None
+            for chunk in map_chunks(run, chunks, num_proc):
+                merged.add(chunk)
+                if bar:
+                    bar.update(task, completed=merged.out.pairs)
+        return merged
+
+
+def _fill(report: TokenizeReport, counts: dict, store: TokenStore) -> None:
+    """``report``'s counts from a store header's ``report`` and its lengths from the store."""
+    report.pairs, report.kept = counts["pairs"], counts["kept"]
+    report.dropped = dict(counts["dropped"])
+    report.overlong = list(counts["overlong"])
+    report.examples = list(counts["notes"])
+    for name in _COUNTS:
+        setattr(report, name, counts[name])
+    lengths = store.lengths
+    report.prompt_lengths, report.chosen_lengths, report.rejected_lengths = (
+        lengths[:, 0], lengths[:, 1], lengths[:, 2])
+    report.tokens = int(lengths.sum())
+    report.store_bytes = store.nbytes
+
+
+def tokenize_pairs(pairs: Sequence[PreferencePair], tokenizer, max_length: int | None,
+                   max_prompt_length: int | None, cache_dir: str | Path | None = None, *,
+                   overflow: str = "drop", boundary: str = "shift",
+                   chat_template: str | None = None, progress: bool = False,
+                   num_proc: int = 1) -> TokenizeResult:
+    """Token ids of ``pairs`` for ``tokenizer`` (see the module docstring for the guarantees).
+
+    Args:
+        pairs: from :func:`asft.data.load_pairs`.
+        tokenizer: a transformers tokenizer with an EOS token (fast ones are much faster).
+        max_length: limit on ``len(prompt) + len(longer response)``, or None.
+        max_prompt_length: limit on the prompt, keeping its end, or None.
+        cache_dir: folder of the on-disk cache (token stores keyed on the pairs' messages),
+            or None for an in-memory store.
+        overflow: ``"drop"`` or ``"truncate"`` pairs over ``max_length``.
+        boundary: ``"shift"`` or ``"drop"`` pairs with a boundary mismatch.
+        chat_template: a Jinja template to use instead of the tokenizer's.
+        progress: show a progress bar with ETA.
+        num_proc: worker processes (:mod:`asft.data.parallel`); the result does not depend on it.
+    """
+    start = time.perf_counter()
+    job = Tokenization(tokenizer, max_length, max_prompt_length, overflow=overflow,
+                       boundary=boundary, chat_template=chat_template)
     path = None
     if cache_dir is not None:
-        key = cache.cache_key(data=cache.data_fingerprint(pairs),
-                              tokenizer=cache.tokenizer_fingerprint(tokenizer),
-                              template=renderer.template, eos=renderer.eos,
-                              add_special_tokens=renderer.add_special_tokens, **settings)
-        path = cache.entry_path(cache_dir, key)
-        entry = cache.load(path)
-        if entry is not None:
-            report = TokenizeReport(pairs=len(pairs), chat_template=renderer.template is not None,
-                                    settings=settings, cache="hit", cache_path=str(path))
-            result = _from_cache(entry, pairs, report)
-            _fill_lengths(result)
-            report.seconds = time.perf_counter() - start
-            return result
-    run = _Run(pairs, tokenizer, renderer, max_length, max_prompt_length, overflow, boundary)
-    with progress_bar(show=progress, unit="pairs", transient=True) as bar:
-        task = bar.add_task("tokenizing", total=len(pairs)) if bar else None
-        for lo in range(0, len(pairs), _CHUNK):
-            run.chunk(lo, min(lo + _CHUNK, len(pairs)))
-            if bar:
-                bar.update(task, completed=min(lo + _CHUNK, len(pairs)))
-    report = run.report
-    report.kept, report.dropped, report.settings = len(run.examples), dict(run.dropped), settings
-    report.examples = [f"{pairs[i].origin}: {what}" for i, what in run.notes]
-    result = TokenizeResult(run.examples, report, run.indices)
-    _fill_lengths(result)
-    if path is not None:
-        counts = {name: getattr(report, name) for name in (
-            "kept", "boundary_mismatches", "template_fallbacks", "prompts_truncated",
-            "responses_truncated", "dropped", "overlong")}
-        flat = [t for ex in run.examples for seq in (ex.prompt_ids, ex.chosen_ids, ex.rejected_ids)
-                for t in seq]
-        try:
-            cache.save(path, flat, [(len(ex.prompt_ids), len(ex.chosen_ids), len(ex.rejected_ids))
-                                    for ex in run.examples],
-                       {"version": cache.CACHE_VERSION, "report": counts, "indices": run.indices,
-                        "notes": run.notes})
-            report.cache, report.cache_path = "miss", str(path)
-        except OSError:
-            report.cache = "unwritable"
-    report.seconds = time.perf_counter() - start
-    return result
-
-
-def _fill_lengths(result: TokenizeResult) -> None:
-    r = result.report
-    r.prompt_lengths = [len(e.prompt_ids) for e in result.examples]
-    r.chosen_lengths = [len(e.chosen_ids) for e in result.examples]
-    r.rejected_lengths = [len(e.rejected_ids) for e in result.examples]
+        path = cache.store_path(cache_dir, job.key(data=cache.data_fingerprint(pairs)))
+        hit = job.cached(path, start)
+        if hit is not None:
+            return hit
+    return job.run(lambda: chunked(pairs), path, num_proc=num_proc, progress=progress,
+                   total=len(pairs), start=start)

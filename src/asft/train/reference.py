@@ -124,12 +124,22 @@ class CachedReference:
         return torch.cat([rows[:, 0], rows[:, 1]]).to(batch["input_ids"].device)
 
 
+def pair_sizes(examples: Sequence[Any]) -> list[int]:
+    """Tokens of each pair (prompt once, both responses)."""
+    if hasattr(examples, "lengths"):  # a token store: from its lengths array, no pair built
+        return examples.lengths.sum(axis=1).tolist()
+    return [len(ex.prompt_ids) + len(ex.chosen_ids) + len(ex.rejected_ids) for ex in examples]
+
+
 def fingerprint(cfg: Config, examples: Sequence[Any]) -> str:
     """Identifies what a cache was computed from: reference model, dtype, layout, packing, token ids."""
     h = hashlib.sha256()
     head = {"model": cfg.reference.model or cfg.model.name, "dtype": cfg.model.dtype,
             "layout": cfg.data.layout, "pack": cfg.data.pack, "n": len(examples)}
     h.update(json.dumps(head, sort_keys=True).encode())
+    if hasattr(examples, "digest"):  # a token store (view): its ids are hashed when built
+        h.update(examples.digest().encode())
+        return h.hexdigest()
     for ex in examples:
         for ids in (ex.prompt_ids, ex.chosen_ids, ex.rejected_ids):
             h.update(len(ids).to_bytes(4, "little"))
@@ -170,7 +180,7 @@ def build_cache(cfg: Config, accelerator: Any, examples: Sequence[Any],
     scorer = CopyReference(cfg, accelerator).scorer if policy is None else policy
     log(f"reference log-probs: scoring the {len(missing)} of {len(examples)} pairs this run reads "
         "(strategy 'cache')")
-    size = [len(ex.prompt_ids) + len(ex.chosen_ids) + len(ex.rejected_ids) for ex in examples]
+    size = pair_sizes(examples)
     missing.sort(key=size.__getitem__, reverse=True)  # similar lengths share a batch: less padding
     show = accelerator.is_main_process and cfg.logging.progress
     with progress_bar(show=show, unit="pairs", transient=True) as bar:

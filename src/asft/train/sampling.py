@@ -17,14 +17,16 @@ import torch
 
 
 @lru_cache(maxsize=2)
-def epoch_permutation(seed: int, epoch: int, n: int) -> tuple[int, ...]:
-    """A permutation of range(n), the same on every machine for the same (seed, epoch, n).
+def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """A permutation of range(n) ([n] int64), the same on every machine for the same
+    (seed, epoch, n); read-only by convention.
 
     Kept for the epoch (and the one before, for a step that reads across the boundary): every
     micro-batch slices it, so drawing it anew each time would cost O(n) work per micro-batch.
+    A tensor, not a tuple of ints: 8 bytes a pair instead of ~36 (1M pairs: 8 MB, not 36 MB).
     """
     gen = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % (2**63))
-    return tuple(torch.randperm(n, generator=gen).tolist())
+    return torch.randperm(n, generator=gen)
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class DataOrder:
         span = range(pos * self.global_batch, (pos + 1) * self.global_batch)
         if not self.shuffle:
             return list(span)
-        return list(epoch_permutation(self.seed, epoch, self.num_pairs)[span.start:span.stop])
+        return epoch_permutation(self.seed, epoch, self.num_pairs)[span.start:span.stop].tolist()
 
     def indices_of_steps(self, first: int, stop: int) -> list[int]:
         """Distinct training-set indices that 0-based steps ``first`` to ``stop - 1`` read, sorted

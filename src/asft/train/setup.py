@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from asft import atomic
@@ -66,8 +67,8 @@ class Run:
     config_text: str
     console: Any
     tokenizer: Any
-    train_ex: list[Any]
-    probe_ex: list[Any]
+    train_ex: Sequence[Any]  # TokenStore views (memory-mapped)
+    probe_ex: Sequence[Any]
     order: DataOrder
     total: int
     scorer: Any
@@ -208,7 +209,7 @@ def _tokenizer(cfg: Config) -> Any:
 
 
 def load_examples(cfg: Config, tokenizer: Any, log: Callable[[str], None],
-                  report_path: Path | None = None) -> tuple[list[Any], list[Any]]:
+                  report_path: Path | None = None) -> tuple[Any, Any]:
     """(training pairs, probe pairs), tokenized by the one data loader
     (:func:`asft.data.spec.prepare`, as ``asft data check`` reads them); the probe is
     ``data.probe_size`` pairs drawn with the seed and held out of training. Writes what
@@ -229,12 +230,12 @@ def load_examples(cfg: Config, tokenizer: Any, log: Callable[[str], None],
         log(f"[bold yellow]warning:[/] data: {escape(warning)}")
     if report_path is not None:
         ckpt.write_json(report_path, prepared.report())
-    examples = list(prepared.tokenized.examples)
-    n_probe = min(cfg.data.probe_size, len(examples) // 2)
-    probe_idx = set(random.Random(cfg.seed).sample(range(len(examples)), n_probe))
-    probe = [ex for i, ex in enumerate(examples) if i in probe_idx]
-    train = [ex for i, ex in enumerate(examples) if i not in probe_idx]
-    return train, probe
+    store = prepared.tokenized.examples  # memory-mapped: ranks share the pages
+    n_probe = min(cfg.data.probe_size, len(store) // 2)
+    probe_idx = sorted(random.Random(cfg.seed).sample(range(len(store)), n_probe))
+    keep = np.ones(len(store), dtype=bool)
+    keep[probe_idx] = False
+    return store.take(np.flatnonzero(keep)), store.take(probe_idx)
 
 
 def _batcher(cfg: Config, accelerator: Any, model: torch.nn.Module, tokenizer: Any,
