@@ -281,3 +281,25 @@ def test_data_error_pickles():
     again = pickle.loads(pickle.dumps(err))
     assert str(again) == str(err) == "f.jsonl, line 3, field 'chosen': bad"
     assert again.reason == "wrong_type" and isinstance(again, ValueError)
+
+
+def test_count_records_for_the_progress_total(tmp_path):
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from asft.data.sources import count_records
+
+    (tmp_path / "a.jsonl").write_text('{"x": 1}\n{"x": 2}\n{"x": 3}')  # no final newline
+    (tmp_path / "b.csv").write_text("prompt,chosen,rejected\np,a,b\nq,c,d\n")
+    with gzip.open(tmp_path / "c.jsonl.gz", "wt") as fh:
+        fh.write('{"x": 1}\n' * 5)
+    pq.write_table(pa.table({"x": list(range(7))}), tmp_path / "d.parquet")
+    (tmp_path / "e.json").write_text("[{}, {}]")
+    assert count_records(str(tmp_path / "a.jsonl")) == 3
+    assert count_records(tmp_path / "b.csv") == 2
+    assert count_records(str(tmp_path / "c.jsonl.gz")) == 5
+    assert count_records(str(tmp_path / "d.parquet")) == 7
+    assert count_records(str(tmp_path / "e.json")) is None
+    assert count_records("builtin:mixed") is None and count_records([{}]) is None

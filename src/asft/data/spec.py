@@ -32,6 +32,7 @@ from asft.data.load import (
 from asft.data.parallel import default_num_proc
 from asft.data.ranked import BINARIZE
 from asft.data.records import LoadReport, LoadResult
+from asft.data.sources import count_records
 from asft.data.tokenize import (
     BOUNDARY_POLICIES,
     OVERFLOW_POLICIES,
@@ -226,7 +227,11 @@ def prepare(spec: Spec, tokenizer: Any, *, seed: int = 0, limit: int | None = No
         streams.append(_stream(spec, seed, limit))
         return chunked(streams[-1])
 
+    total = count_records(spec.source) if progress else None
+    if total is not None and limit is not None:
+        total = min(total, limit)
     tokenized = job.run(chunks, path, num_proc=num_proc, progress=progress, start=start,
+                        total=total,
                         header=lambda: {"load": streams[-1].report.to_dict(), "seed": seed})
     return Prepared(streams[-1].report, tokenized, drop_warnings(tokenized.report, spec))
 
