@@ -126,7 +126,10 @@ def main() -> int:
         startup = by[1000000]["warm"]["startup_s"]
         checks["warm_startup_1m_s"] = {"value": round(startup, 2),
                                        "met": startup < TARGETS["warm_startup_1m_s"]}
+    from report import versions
+
     out = {"rows": rows, "targets": TARGETS, "checks": checks, "cpus": os.cpu_count(),
+           "asft": versions()["asft"],
            "loadavg_1min_after": round(os.getloadavg()[0], 2)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")

@@ -406,8 +406,9 @@ def write_results(path: Path, meta: dict, summaries: list[dict], workloads: dict
         L += _group_section(model, dtype, rows, peaks.get(dtype), profiles.get(f"{model}-{dtype}"))
     if tokenize:
         L += ["## Tokenization (bench/results/tokenize.json)", "",
-              "Measured by `bench/tokenize_speed.py`, which `make bench` runs just before the "
-              "training jobs: the SmolLM2 tokenizer on all HH-RLHF pairs, wall and CPU seconds. "
+              "Measured by `bench/tokenize_speed.py` (`make bench` runs it first; asft commit "
+              f"{tokenize.get('asft', 'not recorded')}): the SmolLM2 tokenizer on all HH-RLHF "
+              "pairs, wall and CPU seconds. "
               "`tokenize_2proc_s` is the same with `num_proc=2` (CPU seconds of the parent "
               "only). On these 2 cores one process already keeps about 1.5 cores busy (the "
               "Rust tokenizer encodes each chunk's texts on its own threads), and two workers "
@@ -424,7 +425,8 @@ def _data_scale(d: dict) -> list[str]:
     """The section of bench/data_scale.py's results."""
     mib = 2**20
     L = ["## Data at scale (bench/results/data-scale.json)", "",
-         "Measured by `bench/data_scale.py` (run on its own, not by `make bench`): a 2-step "
+         f"Measured by `bench/data_scale.py` (run on its own, not by `make bench`; asft commit "
+        f"{d.get('asft', 'not recorded')}): a 2-step "
          "`asft train --model tiny-llama` on N synthetic pairs (JSON Lines), cold (reads and "
          "tokenizes into the token store, forked workers included in the peak) then warm "
          "(maps the store found by the file's digest), each measured from a fresh process.", ""]

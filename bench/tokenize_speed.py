@@ -61,6 +61,13 @@ def verify(pairs, result, tokenizer) -> dict:
     return {"sequences": checked, "exact": exact}
 
 
+def _commit() -> str:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from report import versions
+
+    return versions()["asft"]
+
+
 def summary(runs: list[float]) -> dict:
     return {"runs": [round(x, 4) for x in runs], "median": round(statistics.median(runs), 4),
             "best": round(min(runs), 4)}
@@ -132,6 +139,7 @@ def main() -> int:
         "targets": TARGETS,
         "meets_targets": {k: statistics.median(v) <= TARGETS[k]
                           for k, v in (("tokenize_s", tokenizes), ("cached_s", cached))},
+        "asft": _commit(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "niceness": os.getpriority(os.PRIO_PROCESS, 0),
                     "loadavg_1min_before": round(load_before, 2),
