@@ -376,7 +376,9 @@ def write_results(path: Path, meta: dict, summaries: list[dict], workloads: dict
           f"({meta['mode']} mode), started {meta['started']}, {meta['wall_s'] / 60:.1f} min "
           f"of wall time; this file and `{path.parent.name}/results/*.json` were written by "
           "that run" + (" (except the section *Supplementary runs*, whose figures come from "
-                        "the separate runs it names)" if supplements else "") + ".", ""]
+                        "the separate runs it names)" if supplements else "")
+          + ("; the sections *Tokenization* and *Data at scale* name the runs and commits "
+             "their figures come from" if tokenize or data_scale else "") + ".", ""]
     if meta.get("inline"):
         L += ["**Inline mode**: all jobs ran in one process, so the peak-memory figures are not "
               "per system and mean nothing here.", ""]
