@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from asft import atomic
+from asft.model.saving import is_complete, save_complete
 
 SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -55,8 +56,7 @@ def _convert_gguf(gguf: Path, dest: Path) -> None:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     with atomic.folder(dest, replace=False) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+        save_complete(model, tokenizer, tmp)
 
 
 def resolve_model(name: str) -> str:
@@ -76,8 +76,14 @@ def resolve_model(name: str) -> str:
     if gguf is None:
         return SMOLLM2_HUB_ID
     dest = cache_root() / "models" / "SmolLM2-135M-Instruct"
-    if not (dest / "config.json").is_file():
-        _convert_gguf(gguf, dest)
+    if not is_complete(dest):
+        if dest.exists():  # left incomplete by an older asft (see asft.model.saving): rebuilt
+            atomic.discard(dest)
+        try:
+            _convert_gguf(gguf, dest)
+        except OSError:
+            if not is_complete(dest):  # else another process converted it first
+                raise
     return str(dest)
 
 
