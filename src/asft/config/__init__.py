@@ -18,6 +18,7 @@ from asft.config.sections import (
     CheckpointConfig,
     Config,
     DataConfig,
+    DistributedConfig,
     LoggingConfig,
     LoraConfig,
     LossConfig,
@@ -32,7 +33,7 @@ from asft.config.sections import (
 )
 
 __all__ = [
-    "MAX_CONFIG_BYTES", "CheckpointConfig", "Config", "ConfigError", "DataConfig", "FieldError",
+    "MAX_CONFIG_BYTES", "CheckpointConfig", "Config", "ConfigError", "DataConfig", "DistributedConfig", "FieldError",
     "LoggingConfig", "LoraConfig", "LossConfig", "ModelConfig", "OptimConfig", "ReferenceConfig",
     "TrainingConfig", "describe", "field_docs", "from_dict", "load_config", "parse_override",
     "parse_yaml", "to_dict", "to_yaml",

@@ -257,6 +257,24 @@ class CheckpointConfig(Section):
 
 
 @dataclass
+class DistributedConfig(Section):
+    """How a multi-process run (``torchrun``, ``accelerate launch``) spreads the model."""
+
+    strategy: Literal["auto", "ddp", "fsdp"] = "auto"
+    """``ddp``: every process holds the whole model and optimizer state. ``fsdp``: FSDP2
+    (torch's ``fully_shard``, applied by asft): each decoder layer, then the whole model,
+    sharded over the processes; fp32 master weights and AdamW state are sharded, and
+    ``training.precision: bf16-mixed`` computes in bf16 through FSDP2's mixed-precision
+    policy. Resumable checkpoints, LoRA and ``reference.strategy: copy`` are not supported
+    under ``fsdp`` yet. ``auto``: ``fsdp`` on GPUs when the fp32 training state (16 bytes a
+    parameter) would fill more than 80% of one GPU, else ``ddp``. One process never shards."""
+
+    cpu_offload: bool = False
+    """``fsdp`` only: keep the sharded parameters, gradients and optimizer state in CPU memory
+    (slower; for models whose shards do not fit the GPUs)."""
+
+
+@dataclass
 class Config(Section):
     """A training run. ``Config()`` is the default job of ``asft train``."""
 
@@ -293,6 +311,9 @@ class Config(Section):
 
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     """Resumable checkpoints."""
+
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    """Sharding over the processes of a multi-process run."""
 
     def validate(self) -> None:
         require(0 <= self.seed < 2**63, "seed", f"must be in [0, 2**63), got {self.seed}")

@@ -12,7 +12,7 @@ uninterrupted run would have.
 
 Run it from Python with :func:`train`, or as ``asft train`` (single process) and
 ``torchrun --nproc_per_node N -m asft.cli train ...`` or ``accelerate launch -m asft.cli train``
-(DDP; FSDP and DeepSpeed through an accelerate config).
+(DDP, or FSDP2 with ``distributed.strategy: fsdp``: :mod:`asft.train.sharding`).
 """
 
 from __future__ import annotations

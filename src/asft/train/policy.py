@@ -16,6 +16,7 @@ from asft.config import Config, ConfigError
 from asft.train import checkpoint as ckpt
 from asft.train import faults
 from asft.train.rundir import MODEL_DIR
+from asft.train.sharding import full_state_dict
 
 
 def build_model(cfg: Config, log: Callable[[str], None]) -> Any:
@@ -68,7 +69,7 @@ def save_final_model(accelerator: Any, scorer: Any, tokenizer: Any, cfg: Config,
     """
     from asft.model.lora import is_peft, merged
 
-    state = accelerator.get_state_dict(scorer)
+    state = full_state_dict(accelerator, scorer)  # a collective under fsdp
     dest = out / MODEL_DIR
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(scorer).model

@@ -23,7 +23,7 @@ from asft import atomic
 from asft.config import Config, to_dict, to_yaml
 from asft.errors import AsftError
 from asft.train import checkpoint as ckpt
-from asft.train import rundir
+from asft.train import rundir, sharding
 from asft.train.distributed import broadcast, has_accelerator
 from asft.train.optim import build_optimizer, lr_lambda
 from asft.train.policy import build_model, load_trainable
@@ -141,7 +141,7 @@ def setup(config: Config, *, resume: bool, overwrite: bool, console: Any = None)
     total = cfg.training.max_steps or cfg.training.epochs * order.steps_per_epoch
     t_model = time.perf_counter()
     model = explain_load("model", cfg, lambda: build_model(cfg, log))
-    scorer, optimizer, scheduler = _optimization(cfg, accelerator, model, total)
+    scorer, optimizer, scheduler = _optimization(cfg, accelerator, model, total, log)
     run = Run(cfg, accelerator, out, config_text, console, tokenizer, train_ex, probe_ex, order,
               total, scorer, optimizer, scheduler, _batcher(cfg, accelerator, model, tokenizer, log),
               Window(accelerator.device), resume_from=resume_from, last_ckpt=resume_from,
@@ -177,6 +177,10 @@ def start_accelerator(cfg: Config, resume: bool) -> Any:
     if accelerator.num_processes != world:
         raise AsftError(f"{world} processes were launched but accelerate set up "
                         f"{accelerator.num_processes}; each would train alone into the same folder")
+    if cfg.distributed.strategy == "fsdp" and accelerator.num_processes > 1:
+        why = sharding.refusal(cfg, resume)
+        if why:
+            raise AsftError(why)
     kind = accelerator.distributed_type.value
     if kind in ("FSDP", "DEEPSPEED") and (cfg.checkpoint.every or resume):
         # Their optimizer state is sharded and laid out by the engine: saving it from one
@@ -255,7 +259,7 @@ def _batcher(cfg: Config, accelerator: Any, model: torch.nn.Module, tokenizer: A
 
 
 def _optimization(cfg: Config, accelerator: Any, model: torch.nn.Module,
-                  total: int) -> tuple[Any, Any, Any]:
+                  total: int, log: Callable[[str], None]) -> tuple[Any, Any, Any]:
     """(prepared scorer, prepared optimizer, LR scheduler) for ``total`` steps."""
     from asft.model.logprobs import PreferenceScorer
 
@@ -263,12 +267,26 @@ def _optimization(cfg: Config, accelerator: Any, model: torch.nn.Module,
               else math.ceil(cfg.optim.warmup_ratio * total))
     scorer = PreferenceScorer(model)
     scorer.train()
+    strategy = sharding.resolve(cfg.distributed.strategy, accelerator.num_processes,
+                                sum(p.numel() for p in model.parameters()), accelerator.device)
+    if strategy == "fsdp":
+        why = sharding.refusal(cfg, resume=False)
+        if why:  # distributed.strategy auto chose fsdp for a run it cannot shard yet
+            raise AsftError(f"{why} (distributed.strategy: auto chose fsdp for this model)")
+        # sharded before the optimizer is built, so that AdamW's state is sharded too
+        layers = sharding.shard(scorer.to(accelerator.device), cfg.training.precision,
+                                cfg.distributed.cpu_offload)
+        log(f"distributed: fsdp (FSDP2 over {accelerator.num_processes} processes: {layers} "
+            f"decoder layers, then the whole model; fp32 master weights sharded"
+            + (", bf16 compute" if cfg.training.precision == "bf16-mixed" else "")
+            + (", CPU offload" if cfg.distributed.cpu_offload else "") + ")")
     optimizer = build_optimizer(scorer, cfg)
     schedule = lr_lambda(cfg.optim.schedule, warmup, total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     # The scheduler is stepped by hand once per optimizer step: accelerate's prepared scheduler
     # would step once per process, which makes the schedule depend on the process count.
-    scorer, optimizer = accelerator.prepare(scorer, optimizer)
+    if strategy == "ddp":
+        scorer, optimizer = accelerator.prepare(scorer, optimizer)
     return scorer, optimizer, scheduler
 
 

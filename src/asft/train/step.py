@@ -17,6 +17,7 @@ from asft.losses import SequenceStats
 from asft.train import faults
 from asft.train.distributed import any_of
 from asft.train.setup import Run
+from asft.train.sharding import as_float
 from asft.train.stopping import NonFiniteLossError, nonfinite_message
 
 
@@ -41,7 +42,7 @@ def train_step(run: Run, step: int) -> bool:
         raise NonFiniteLossError(nonfinite_message("loss", step, run.last_ckpt, run.out))
     lr = run.optimizer.param_groups[0]["lr"]
     max_norm = cfg.optim.max_grad_norm or float("inf")
-    grad_norm = float(acc.clip_grad_norm_(run.scorer.parameters(), max_norm))
+    grad_norm = as_float(acc.clip_grad_norm_(run.scorer.parameters(), max_norm))
     if not math.isfinite(grad_norm):
         raise NonFiniteLossError(nonfinite_message("gradient norm", step, run.last_ckpt, run.out))
     run.optimizer.step()

@@ -1,0 +1,99 @@
+"""distributed.strategy fsdp: FSDP2 applied by asft on 2 CPU processes (torchrun, gloo)
+trains like DDP, saves one consolidated model, and refuses what it cannot do yet."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from asft.model.load import resolve_model
+from asft.train import sharding
+
+SETTINGS = [
+    "model.name=tiny-llama", "model.dtype=fp32", "training.precision=fp32",
+    "data.source=builtin:mixed", "data.limit=40", "data.probe_size=6",
+    "training.max_steps=4", "training.batch_size=2", "optim.lr=1e-3", "logging.every=1",
+    "logging.probe_every=2", "logging.progress=false", "logging.tensorboard=false",
+]
+
+
+def _torchrun(out: Path, *settings: str) -> subprocess.CompletedProcess:
+    sets = [x for s in [*SETTINGS, *settings] for x in ("--set", s)]
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "asft.cli", "train", *sets, "--output-dir", str(out)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_fsdp_trains_like_ddp_and_saves_one_consolidated_model(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    runs = {}
+    for strategy in ("ddp", "fsdp"):
+        proc = _torchrun(tmp_path / strategy, f"distributed.strategy={strategy}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[strategy] = tmp_path / strategy
+    assert "distributed: fsdp (FSDP2 over 2 processes: 2 decoder layers" in proc.stderr
+    records = {s: [json.loads(x) for x in (p / "metrics.jsonl").read_text().splitlines()]
+               for s, p in runs.items()}
+    assert [r["step"] for r in records["fsdp"]] == [0, 1, 2, 3, 4]
+    for a, b in zip(records["ddp"], records["fsdp"]):
+        for key in a:
+            if not key.startswith("throughput/") and key != "time":
+                # the same sums, reduced in another order (reduce-scatter vs all-reduce)
+                assert a[key] == pytest.approx(b[key], abs=1e-4), (a["step"], key)
+    ddp = load_file(runs["ddp"] / "model" / "model.safetensors")
+    fsdp = load_file(runs["fsdp"] / "model" / "model.safetensors")
+    for key, value in ddp.items():
+        assert torch.allclose(value, fsdp[key], atol=1e-5), key
+    # training moved the weights (lr 1e-3), so agreeing is not agreeing on the start
+    start = load_file(Path(resolve_model("tiny-llama")) / "model.safetensors")
+    assert max((fsdp[k] - start[k]).abs().max().item() for k in start) > 1e-3
+    loaded = AutoModelForCausalLM.from_pretrained(runs["fsdp"] / "model")
+    assert torch.allclose(loaded.model.embed_tokens.weight, ddp["model.embed_tokens.weight"],
+                          atol=1e-5)
+
+
+@pytest.mark.slow
+def test_fsdp_refuses_resumable_checkpoints_before_loading_weights(tmp_path):
+    proc = _torchrun(tmp_path / "run", "distributed.strategy=fsdp", "checkpoint.every=2")
+    assert proc.returncode != 0
+    assert ("asft train: error: resumable checkpoints are not supported under "
+            "distributed.strategy: fsdp yet") in proc.stderr
+    assert "asft/" not in proc.stderr  # one line, no traceback of asft's (torchrun prints its own)
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_strategy_resolution_and_refusals():
+    from asft.config import load_config
+
+    cpu = torch.device("cpu")
+    assert sharding.resolve("fsdp", 1, 10, cpu) == "ddp"  # one process: nothing to shard over
+    assert sharding.resolve("auto", 2, 10**12, cpu) == "ddp"  # CPU: auto never shards
+    assert sharding.resolve("fsdp", 2, 10, cpu) == "fsdp"
+    ok = load_config(None, ["distributed.strategy=fsdp"])
+    assert sharding.refusal(ok, resume=False) is None
+    assert "checkpoints" in sharding.refusal(ok, resume=True)
+    assert "LoRA" in sharding.refusal(load_config(None, ["lora.enabled=true"]), resume=False)
+    copy = load_config(None, ["loss.name=dpo", "reference.strategy=copy"])
+    assert "reference.strategy: copy" in sharding.refusal(copy, resume=False)
+    with pytest.raises(Exception, match="strategy"):
+        load_config(None, ["distributed.strategy=zero3"])
+
+
+def test_decoder_layers_are_the_models_no_split_blocks(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    layers = sharding.decoder_layers(model)
+    assert [type(m).__name__ for m in layers] == ["LlamaDecoderLayer"] * model.config.num_hidden_layers
+    with pytest.raises(ValueError, match="_no_split_modules"):
+        sharding.decoder_layers(torch.nn.Linear(2, 2))
