@@ -1,5 +1,6 @@
 """distributed.strategy fsdp: FSDP2 applied by asft on 2 CPU processes (torchrun, gloo)
-trains like DDP, saves one consolidated model, and refuses what it cannot do yet."""
+trains like DDP, resumes exactly after a kill, saves one consolidated model, and refuses what
+it cannot do yet."""
 
 from __future__ import annotations
 
@@ -24,12 +25,14 @@ SETTINGS = [
 ]
 
 
-def _torchrun(out: Path, *settings: str) -> subprocess.CompletedProcess:
+def _torchrun(out: Path, *settings: str, env: dict | None = None,
+              resume: bool = False) -> subprocess.CompletedProcess:
     sets = [x for s in [*SETTINGS, *settings] for x in ("--set", s)]
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "asft.cli", "train", *sets, "--output-dir", str(out)],
-        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+         "-m", "asft.cli", "train", *sets, "--output-dir", str(out), *(["--resume"] if resume else [])],
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, capture_output=True,
+        text=True, timeout=300)
 
 
 @pytest.mark.slow
@@ -63,13 +66,30 @@ def test_fsdp_trains_like_ddp_and_saves_one_consolidated_model(tmp_path):
 
 
 @pytest.mark.slow
-def test_fsdp_refuses_resumable_checkpoints_before_loading_weights(tmp_path):
-    proc = _torchrun(tmp_path / "run", "distributed.strategy=fsdp", "checkpoint.every=2")
-    assert proc.returncode != 0
-    assert ("asft train: error: resumable checkpoints are not supported under "
-            "distributed.strategy: fsdp yet") in proc.stderr
-    assert "asft/" not in proc.stderr  # one line, no traceback of asft's (torchrun prints its own)
-    assert not (tmp_path / "run" / "model").exists()
+def test_fsdp_resumes_exactly_after_a_kill(tmp_path):
+    """The contract: checkpoint every 2 steps under fsdp, die at step 4 (SIGKILL), resume:
+    the final weights and metrics equal the uninterrupted run's; no pickle file is written."""
+    settings = ["distributed.strategy=fsdp", "checkpoint.every=2", "training.max_steps=6"]
+    full = _torchrun(tmp_path / "full", *settings)
+    assert full.returncode == 0, full.stderr[-3000:]
+    killed = _torchrun(tmp_path / "run", *settings, env={"ASFT_FAULTS": "train.step@4=kill"})
+    assert killed.returncode != 0
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()
+            if not p.name.startswith(".")] == ["step-0000002"]
+    resumed = _torchrun(tmp_path / "run", *settings, resume=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stderr and "(step 2)" in resumed.stderr
+    a = load_file(tmp_path / "full" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "run" / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ra = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    rb = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    strip = [{k: v for k, v in r.items() if k != "time" and not k.startswith("throughput/")}
+             for r in ra + rb]
+    assert strip[:len(ra)] == strip[len(ra):]
+    pickled = [p for p in tmp_path.rglob("*") if p.suffix in (".pt", ".bin", ".pkl", ".distcp")
+               or p.name == ".metadata"]
+    assert not pickled
 
 
 def test_strategy_resolution_and_refusals():
@@ -79,9 +99,8 @@ def test_strategy_resolution_and_refusals():
     assert sharding.resolve("fsdp", 1, 10, cpu) == "ddp"  # one process: nothing to shard over
     assert sharding.resolve("auto", 2, 10**12, cpu) == "ddp"  # CPU: auto never shards
     assert sharding.resolve("fsdp", 2, 10, cpu) == "fsdp"
-    ok = load_config(None, ["distributed.strategy=fsdp"])
-    assert sharding.refusal(ok, resume=False) is None
-    assert "checkpoints" in sharding.refusal(ok, resume=True)
+    ok = load_config(None, ["distributed.strategy=fsdp", "checkpoint.every=2"])
+    assert sharding.refusal(ok, resume=False) is None and sharding.refusal(ok, resume=True) is None
     assert "LoRA" in sharding.refusal(load_config(None, ["lora.enabled=true"]), resume=False)
     copy = load_config(None, ["loss.name=dpo", "reference.strategy=copy"])
     assert "reference.strategy: copy" in sharding.refusal(copy, resume=False)

@@ -265,7 +265,8 @@ class DistributedConfig(Section):
     (torch's ``fully_shard``, applied by asft): each decoder layer, then the whole model,
     sharded over the processes; fp32 master weights and AdamW state are sharded, and
     ``training.precision: bf16-mixed`` computes in bf16 through FSDP2's mixed-precision
-    policy. Resumable checkpoints, LoRA and ``reference.strategy: copy`` are not supported
+    policy; checkpoints hold the whole state, gathered to the main process, and resume
+    exactly. LoRA and ``reference.strategy: copy`` are not supported
     under ``fsdp`` yet. ``auto``: ``fsdp`` on GPUs when the fp32 training state (16 bytes a
     parameter) would fill more than 80% of one GPU, else ``ddp``. One process never shards."""
 

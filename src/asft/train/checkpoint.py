@@ -140,16 +140,20 @@ def flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], d
             raise CheckpointError(f"optimizer param group holds tensors ({', '.join(bad)}); "
                                   "use plain numbers for optimizer hyperparameters")
         groups.append(group)
-    meta = {"param_groups": groups, "scalars": scalars, "indices": [int(i) for i in state["state"]]}
+    # keys are parameter indices (a plain state_dict) or names (FSDP's whole state, by name)
+    meta = {"param_groups": groups, "scalars": scalars,
+            "indices": [i if isinstance(i, str) else int(i) for i in state["state"]]}
     return tensors, meta
 
 
 def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
     """Inverse of :func:`flatten_optimizer`."""
-    state: dict[int, dict[str, Any]] = {i: dict(meta["scalars"].get(str(i), {})) for i in meta["indices"]}
+    state: dict[Any, dict[str, Any]] = {i: dict(meta["scalars"].get(str(i), {}))
+                                        for i in meta["indices"]}
+    keys = {str(i): i for i in meta["indices"]}
     for name, value in tensors.items():
-        _, idx, key = name.split(".", 2)
-        state[int(idx)][key] = value
+        head, key = name.rsplit(".", 1)  # a state key (exp_avg, step) has no dot; a name may
+        state[keys[head.removeprefix("state.")]][key] = value
     groups = [{k: (tuple(v) if isinstance(v, list) and k != "params" else v) for k, v in g.items()}
               for g in meta["param_groups"]]
     return {"state": state, "param_groups": groups}

@@ -28,6 +28,7 @@ from typing import Any
 from asft.config import Config
 from asft.errors import AsftError
 from asft.train import checkpoint as ckpt
+from asft.train import sharding
 from asft.train.policy import save_final_model, trainable_names
 from asft.train.probe import probe_due, probe_metrics
 from asft.train.rundir import SUMMARY_FILE
@@ -152,7 +153,9 @@ def save_checkpoint(run: Run, step: int) -> Path:
     """A resumable checkpoint of ``step`` (see :mod:`asft.train.checkpoint`); its folder."""
     acc, order = run.accelerator, run.order
     names = set(trainable_names(run.inner))
-    full = acc.get_state_dict(run.scorer)
+    # both collectives under fsdp (every process gathers with the others; the main one writes)
+    full = sharding.full_state_dict(acc, run.scorer)
+    optimizer_full = sharding.full_optimizer_state(run.scorer, run.optimizer)
     window_tensors, window_meta = run.window.state()
     state = {
         "epoch": order.epoch_of(step),
@@ -167,7 +170,8 @@ def save_checkpoint(run: Run, step: int) -> Path:
     return ckpt.save(
         acc, run.out / ckpt.DIRNAME, step,
         model_state=lambda: {k: v for k, v in full.items() if k in names},
-        optimizer_state=run.optimizer.state_dict,
+        optimizer_state=(run.optimizer.state_dict if optimizer_full is None
+                         else lambda: optimizer_full),
         trainer_state=state,
         rank_tensors=window_tensors,
         rank_meta={},

@@ -48,13 +48,18 @@ def trainable_names(module: torch.nn.Module) -> list[str]:
     return [n for n, p in module.named_parameters() if p.requires_grad]
 
 
-def load_trainable(module: torch.nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
-    params = dict(module.named_parameters())
+def check_trainable(module: torch.nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
+    """Raise unless ``state`` names exactly the trainable parameters of ``module``."""
     expected = set(trainable_names(module))
     if set(state) != expected:
         missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
         raise ckpt.CheckpointError(f"{where}: the saved weights do not fit this model "
                                    f"(missing {missing[:3]}, unexpected {extra[:3]})")
+
+
+def load_trainable(module: torch.nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
+    params = dict(module.named_parameters())
+    check_trainable(module, state, where)
     with torch.no_grad():
         for name, value in state.items():
             params[name].copy_(value)

@@ -26,7 +26,7 @@ from asft.train import checkpoint as ckpt
 from asft.train import rundir, sharding
 from asft.train.distributed import broadcast, has_accelerator
 from asft.train.optim import build_optimizer, lr_lambda
-from asft.train.policy import build_model, load_trainable
+from asft.train.policy import build_model, check_trainable, load_trainable
 from asft.train.reference import Reference
 from asft.train.rundir import DATA_REPORT, default_output_dir
 from asft.train.sampling import DataOrder
@@ -293,8 +293,13 @@ def _optimization(cfg: Config, accelerator: Any, model: torch.nn.Module,
 def restore(run: Run, path: Path) -> dict[str, Any]:
     """Load weights, optimizer, schedule, step, random state and metrics window of the
     checkpoint at ``path`` into ``run``; returns the tracker's saved state."""
-    load_trainable(run.inner, ckpt.load_model_state(path), path)
-    run.optimizer.load_state_dict(ckpt.load_optimizer_state(path))
+    model_state = ckpt.load_model_state(path)
+    check_trainable(run.inner, model_state, path)
+    if sharding.is_sharded(run.scorer):
+        sharding.load_full(run.scorer, run.optimizer, model_state, ckpt.load_optimizer_state(path))
+    else:
+        load_trainable(run.inner, model_state, path)
+        run.optimizer.load_state_dict(ckpt.load_optimizer_state(path))
     state = ckpt.load_trainer_state(path)
     if state["global_batch"] != run.order.global_batch:
         raise ckpt.CheckpointError(
