@@ -28,3 +28,12 @@ def test_paper_recipes_cover_the_grid():
             # 8 GPUs, as the header of each recipe says.
             assert cfg.training.batch_size * 8 * cfg.training.grad_accum == 128
             assert cfg.training.max_steps is None and cfg.training.epochs == 1
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES.glob("paper-*.yaml")), ids=lambda p: p.name)
+def test_paper_recipes_train_fp32_master_weights_sharded(recipe):
+    """bf16 weights would round AdamW's updates away; 8B in fp32 state needs sharding."""
+    cfg = load_config(recipe)
+    assert cfg.model.dtype == "fp32" and cfg.training.precision == "bf16-mixed"
+    assert cfg.distributed.strategy == "fsdp" and cfg.reference.strategy != "copy"
+    assert "GB per 80 GB GPU" in recipe.read_text()

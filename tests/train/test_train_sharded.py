@@ -25,14 +25,12 @@ SETTINGS = [
 ]
 
 
-def _torchrun(out: Path, *settings: str, env: dict | None = None,
-              resume: bool = False) -> subprocess.CompletedProcess:
+def _torchrun(out: Path, *settings: str) -> subprocess.CompletedProcess:
     sets = [x for s in [*SETTINGS, *settings] for x in ("--set", s)]
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "asft.cli", "train", *sets, "--output-dir", str(out), *(["--resume"] if resume else [])],
-        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, capture_output=True,
-        text=True, timeout=300)
+         "-m", "asft.cli", "train", *sets, "--output-dir", str(out)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.slow
@@ -65,18 +63,29 @@ def test_fsdp_trains_like_ddp_and_saves_one_consolidated_model(tmp_path):
                           atol=1e-5)
 
 
+def _contract(out: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The command the issue names, verbatim but for the output folder."""
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "smoke.yaml"
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "asft.cli", "train", "--config", str(recipe), "--set", "distributed.strategy=fsdp",
+         "--set", "checkpoint.every=2", "-o", str(out), *extra],
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, capture_output=True,
+        text=True, timeout=300)
+
+
 @pytest.mark.slow
 def test_fsdp_resumes_exactly_after_a_kill(tmp_path):
-    """The contract: checkpoint every 2 steps under fsdp, die at step 4 (SIGKILL), resume:
-    the final weights and metrics equal the uninterrupted run's; no pickle file is written."""
-    settings = ["distributed.strategy=fsdp", "checkpoint.every=2", "training.max_steps=6"]
-    full = _torchrun(tmp_path / "full", *settings)
+    """The contract: the smoke recipe under fsdp with a checkpoint every 2 steps, killed at
+    step 4 (SIGKILL) and resumed, ends with the uninterrupted run's weights and metrics,
+    bitwise; no pickle file is written."""
+    full = _contract(tmp_path / "full")
     assert full.returncode == 0, full.stderr[-3000:]
-    killed = _torchrun(tmp_path / "run", *settings, env={"ASFT_FAULTS": "train.step@4=kill"})
+    killed = _contract(tmp_path / "run", env={"ASFT_FAULTS": "train.step@4=kill"})
     assert killed.returncode != 0
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()
             if not p.name.startswith(".")] == ["step-0000002"]
-    resumed = _torchrun(tmp_path / "run", *settings, resume=True)
+    resumed = _contract(tmp_path / "run", "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stderr and "(step 2)" in resumed.stderr
     a = load_file(tmp_path / "full" / "model" / "model.safetensors")
@@ -116,3 +125,11 @@ def test_decoder_layers_are_the_models_no_split_blocks(tiny_model_dir):
     assert [type(m).__name__ for m in layers] == ["LlamaDecoderLayer"] * model.config.num_hidden_layers
     with pytest.raises(ValueError, match="_no_split_modules"):
         sharding.decoder_layers(torch.nn.Linear(2, 2))
+
+
+def test_accelerate_engines_are_refused_with_the_setting_to_use():
+    from asft.train.setup import engine_refusal
+
+    assert "distributed.strategy: fsdp" in engine_refusal("DEEPSPEED")
+    assert "distributed.strategy: fsdp" in engine_refusal("FSDP")
+    assert engine_refusal("MULTI_CPU") is None and engine_refusal("MULTI_GPU") is None

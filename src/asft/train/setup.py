@@ -181,13 +181,25 @@ def start_accelerator(cfg: Config, resume: bool) -> Any:
         why = sharding.refusal(cfg, resume)
         if why:
             raise AsftError(why)
-    kind = accelerator.distributed_type.value
-    if kind in ("FSDP", "DEEPSPEED") and (cfg.checkpoint.every or resume):
-        # Their optimizer state is sharded and laid out by the engine: saving it from one
-        # process, as asft.train.checkpoint does, would not resume exactly.
-        raise AsftError(f"resumable checkpoints are not supported under {kind} yet; set "
-                        "checkpoint.every: 0 (the final model is still saved) or train with DDP")
+    why = engine_refusal(accelerator.distributed_type.value)
+    if why:
+        raise AsftError(why)
     return accelerator
+
+
+def engine_refusal(kind: str) -> str | None:
+    """Why an accelerate config's own engine cannot run asft, said before any weight loads."""
+    if kind == "DEEPSPEED":
+        # ZeRO-3 partitions the LM head that the chunked head reads outside the module's
+        # forward, and the vocabulary read from its weight is 0: it would fail mid-setup.
+        return ("DeepSpeed is not supported; launch without the DeepSpeed config and set "
+                "distributed.strategy: fsdp (FSDP2, applied by asft) to shard the model")
+    if kind == "FSDP":
+        # its wrap policy finds no decoder layer inside asft's scorer: every step would
+        # all-gather the whole model; asft shards layer by layer itself
+        return ("accelerate's FSDP plugin is not used by asft; launch without the FSDP config "
+                "and set distributed.strategy: fsdp (FSDP2, applied by asft layer by layer)")
+    return None
 
 
 def plan_folder(accelerator: Any, cfg: Config, out: Path, config_text: str, resume: bool,
