@@ -4,7 +4,8 @@ misses a rank's state is ever sealed, and a two-process ``--resume`` ends with e
 weights and metrics of an uninterrupted two-process run.
 
 Checkpoints are written every 2 of 8 steps; the second one (step 4) is where the faults inside
-a checkpoint write strike.
+a checkpoint write strike. Every test runs under DDP and under ``distributed.strategy: fsdp``
+(FSDP2: the whole state gathered to the main process for each checkpoint).
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ SETTINGS = [
 ]
 
 
-def _torchrun(out: Path, *args: str, fault: str | None = None) -> subprocess.CompletedProcess:
-    sets = [x for s in SETTINGS for x in ("--set", s)]
+def _torchrun(out: Path, *args: str, strategy: str,
+             fault: str | None = None) -> subprocess.CompletedProcess:
+    sets = [x for s in [*SETTINGS, f"distributed.strategy={strategy}"] for x in ("--set", s)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop(faults.ENV, None)
     if fault:
@@ -44,10 +46,15 @@ def _torchrun(out: Path, *args: str, fault: str | None = None) -> subprocess.Com
     )
 
 
+@pytest.fixture(scope="module", params=["ddp", "fsdp"])
+def strategy(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("ddp") / "run"
-    proc = _torchrun(out)
+def uninterrupted(tmp_path_factory, strategy) -> Path:
+    out = tmp_path_factory.mktemp(strategy) / "run"
+    proc = _torchrun(out, strategy=strategy)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -62,8 +69,8 @@ def _complete(run: Path) -> list[str]:
     return sorted(p.name for p in sealed)
 
 
-def _resume_and_compare(run: Path, reference: Path, expected_from: str) -> None:
-    proc = _torchrun(run, "--resume")
+def _resume_and_compare(run: Path, reference: Path, expected_from: str, strategy: str) -> None:
+    proc = _torchrun(run, "--resume", strategy=strategy)
     assert proc.returncode == 0, proc.stderr[-3000:]
     unwrapped = proc.stderr.replace("\n", "")  # the console wraps long paths
     assert f"resumed from {run / ckpt.DIRNAME / expected_from}" in unwrapped, proc.stderr[-2000:]
@@ -79,20 +86,21 @@ def _resume_and_compare(run: Path, reference: Path, expected_from: str) -> None:
     ("checkpoint.before_manifest@2=kill:0", ["step-0000002"], "step-0000002"),
 ], ids=["rank1-mid-run", "rank1-in-checkpoint", "rank0-sealing"])
 def test_a_rank_killed_then_two_process_resume_equals_uninterrupted(fault, sealed, resume_from,
-                                                                    uninterrupted, tmp_path):
+                                                                    uninterrupted, strategy,
+                                                                    tmp_path):
     run = tmp_path / "run"
-    proc = _torchrun(run, fault=fault)
+    proc = _torchrun(run, fault=fault, strategy=strategy)
     assert proc.returncode != 0, "the run should have died"
     assert _complete(run) == sealed
     assert not (run / "model").exists()
-    _resume_and_compare(run, uninterrupted, resume_from)
+    _resume_and_compare(run, uninterrupted, resume_from, strategy)
 
 
-def test_full_disk_on_one_rank_stops_both_with_one_message(uninterrupted, tmp_path):
+def test_full_disk_on_one_rank_stops_both_with_one_message(uninterrupted, strategy, tmp_path):
     """ENOSPC while rank 1 writes its state into the step-4 checkpoint: both processes stop
     with the same CheckpointError, the partial folder is removed, step 2 is untouched."""
     run = tmp_path / "run"
-    proc = _torchrun(run, fault="checkpoint.after_rank_state@2=enospc:1")
+    proc = _torchrun(run, fault="checkpoint.after_rank_state@2=enospc:1", strategy=strategy)
     assert proc.returncode != 0
     assert proc.stderr.count("could not write checkpoint step-0000004") == 2, proc.stderr[-3000:]
     # rank 1 gives its own error; rank 0 names the process that failed and why
@@ -103,4 +111,4 @@ def test_full_disk_on_one_rank_stops_both_with_one_message(uninterrupted, tmp_pa
     assert "Traceback" not in proc.stderr.split("torch/distributed/elastic")[0]
     assert _complete(run) == ["step-0000002"]
     assert not list((run / ckpt.DIRNAME).glob(".tmp-*"))
-    _resume_and_compare(run, uninterrupted, "step-0000002")
+    _resume_and_compare(run, uninterrupted, "step-0000002", strategy)
