@@ -365,7 +365,8 @@ OVERHEAD_FINDINGS = [
 
 def write_results(path: Path, meta: dict, summaries: list[dict], workloads: dict[str, dict],
                   peaks: dict[str, float], profiles: dict[str, dict], tokenize: dict | None,
-                  supplements: list[dict] | None = None, data_scale: dict | None = None) -> None:
+                  supplements: list[dict] | None = None, data_scale: dict | None = None,
+                  sharded: dict | None = None) -> None:
     """Write RESULTS.md from the run's metadata and summaries.
 
     ``supplements``: other runs kept in sub-folders (``{"folder", "meta", "summaries"}``),
@@ -377,8 +378,9 @@ def write_results(path: Path, meta: dict, summaries: list[dict], workloads: dict
           f"of wall time; this file and `{path.parent.name}/results/*.json` were written by "
           "that run" + (" (except the section *Supplementary runs*, whose figures come from "
                         "the separate runs it names)" if supplements else "")
-          + ("; the sections *Tokenization* and *Data at scale* name the runs and commits "
-             "their figures come from" if tokenize or data_scale else "") + ".", ""]
+          + ("; the sections *Tokenization*, *Data at scale* and *Sharded training* name the "
+             "runs and commits their figures come from" if tokenize or data_scale or sharded
+             else "") + ".", ""]
     if meta.get("inline"):
         L += ["**Inline mode**: all jobs ran in one process, so the peak-memory figures are not "
               "per system and mean nothing here.", ""]
@@ -420,6 +422,8 @@ def write_results(path: Path, meta: dict, summaries: list[dict], workloads: dict
         L += _table(["key", "value"], [[k, json.dumps(val)] for k, val in _flatten(tokenize)])
     if data_scale:
         L += _data_scale(data_scale)
+    if sharded:
+        L += _sharded(sharded)
     path.write_text("\n".join(L).rstrip() + "\n")
 
 
@@ -456,6 +460,27 @@ def _data_scale(d: dict) -> list[str]:
                 [[names[k], f"{'<=' if k.startswith('rss') else '<'} {d['targets'][k]:g}",
                   _f(v["value"], 2), "yes" if v["met"] else "**no**"]
                  for k, v in d.get("checks", {}).items()])
+    return L
+
+
+def _sharded(d: dict) -> list[str]:
+    """The section of bench/sharded.py's results."""
+    mib = 2**20
+    L = ["## Sharded training (bench/results/sharded.json)", "",
+         f"Measured by `bench/sharded.py` (run on its own; asft commit {d['asft']}): "
+         f"`torchrun --nproc_per_node 2` on this 2-core CPU (gloo), `{d['model']}`, fp32, "
+         "batch 4 per rank, steady s/step after 2 steps, peak RSS of each rank. The two ranks "
+         "share two cores and gloo all-gathers through memory, so the step times show what "
+         "sharding costs here, not on GPUs.", ""]
+    L += _table(["strategy", "timed steps", "s/step", "peak RSS rank 0 MiB", "peak RSS rank 1 MiB"],
+                [[r["strategy"], str(r["steps_timed"]), _f(r["s_per_step"]),
+                  *(f"{x / mib:.0f}" for x in r["peak_rss_bytes"])] for r in d["rows"]])
+    est = d["llama3_8b_state_gib_per_gpu_8_gpus"]
+    L += [f"Llama-3-8B (8.03e9 parameters) on 8 GPUs, training state only (fp32 weights, "
+          f"gradients and AdamW's two moments, 16 bytes a parameter): {est['ddp']:.0f} GiB per "
+          f"GPU under ddp (does not fit 80 GB), {est['fsdp']:.0f} GiB under fsdp, before "
+          "activations (gradient checkpointing) and the bf16 copies of the layers being "
+          "computed: an estimate, the GPU path is untested.", ""]
     return L
 
 

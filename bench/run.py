@@ -312,6 +312,8 @@ def render(out: Path) -> str:
     tokenize = json.loads(tokenize_path.read_text()) if tokenize_path.is_file() else None
     scale_path = BENCH / "results" / "data-scale.json"
     data_scale = json.loads(scale_path.read_text()) if scale_path.is_file() else None
+    sharded_path = BENCH / "results" / "sharded.json"
+    sharded = json.loads(sharded_path.read_text()) if sharded_path.is_file() else None
     (results_dir / "summary.json").write_text(json.dumps(
         {"meta": meta, "peaks": peaks, "summaries": summaries,
          "targets": target_checks(summaries)}, indent=1))
@@ -319,7 +321,7 @@ def render(out: Path) -> str:
     supplements = [{"folder": p.parents[1].relative_to(out).as_posix(), **json.loads(p.read_text())}
                    for p in sorted(out.glob("*/results/summary.json"))]
     write_results(out / "RESULTS.md", meta, summaries, workload_info, peaks, profiles, tokenize,
-                  supplements, data_scale)
+                  supplements, data_scale, sharded)
     return "\n".join(headline_lines(summaries)) + f"\nwrote {out / 'RESULTS.md'} and {results_dir}/"
 
 
