@@ -11,8 +11,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-from asft import atomic
-from asft.model.saving import is_complete, save_complete
+from asft.model.saving import cached_folder, save_complete
 
 SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -45,7 +44,7 @@ def packaged_smollm2_gguf() -> Path | None:
 
 
 def _convert_gguf(gguf: Path, dest: Path) -> None:
-    """De-quantize a GGUF checkpoint into a safetensors folder, written atomically."""
+    """De-quantize a GGUF checkpoint into the safetensors folder ``dest`` (written whole)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -55,8 +54,7 @@ def _convert_gguf(gguf: Path, dest: Path) -> None:
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    with atomic.folder(dest, replace=False) as tmp:
-        save_complete(model, tokenizer, tmp)
+    save_complete(model, tokenizer, dest)
 
 
 def resolve_model(name: str) -> str:
@@ -76,15 +74,7 @@ def resolve_model(name: str) -> str:
     if gguf is None:
         return SMOLLM2_HUB_ID
     dest = cache_root() / "models" / "SmolLM2-135M-Instruct"
-    if not is_complete(dest):
-        if dest.exists():  # left incomplete by an older asft (see asft.model.saving): rebuilt
-            atomic.discard(dest)
-        try:
-            _convert_gguf(gguf, dest)
-        except OSError:
-            if not is_complete(dest):  # else another process converted it first
-                raise
-    return str(dest)
+    return str(cached_folder(dest, lambda tmp: _convert_gguf(gguf, tmp)))
 
 
 def load_tokenizer(name: str, trust_remote_code: bool = False):

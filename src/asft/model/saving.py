@@ -10,8 +10,11 @@ fails to load. :func:`save_complete` writes what ``save_pretrained`` left out.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from asft import atomic
 
 
 def save_complete(model: Any, tokenizer: Any, folder: Path) -> None:
@@ -31,3 +34,24 @@ def save_complete(model: Any, tokenizer: Any, folder: Path) -> None:
 def is_complete(folder: Path) -> bool:
     """Whether a cached model folder has its config and weights."""
     return (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
+
+
+def cached_folder(dest: Path, write: Callable[[Path], None]) -> Path:
+    """``dest``, built once by ``write(tmp)`` into a temporary folder renamed into place.
+
+    A complete folder is returned as it is; one left incomplete by an older asft (see this
+    module's docstring) is discarded and rebuilt; when another process renames its build into
+    place first, that build is used.
+    """
+    if is_complete(dest):
+        return dest
+    if dest.exists():
+        atomic.discard(dest)
+    try:
+        with atomic.folder(dest, replace=False) as tmp:
+            write(tmp)
+    except OSError:
+        if not is_complete(dest):  # else another process built it first
+            raise
+    return dest
+

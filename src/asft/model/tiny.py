@@ -12,8 +12,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from asft import atomic
-from asft.model.saving import is_complete, save_complete
+from asft.model.saving import cached_folder, save_complete
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -91,20 +90,14 @@ def materialize(name: str, root: Path) -> Path:
         raise ValueError(f"not a tiny model name: {name!r} (expected tiny-llama or tiny-llama-HxL)")
     hidden, layers = (int(m.group(1)), int(m.group(2))) if m.group(1) else (64, 2)
     dest = root / "models" / name
-    if is_complete(dest):
-        return dest
-    if dest.exists():  # left incomplete by an older asft (see asft.model.saving): rebuilt
-        atomic.discard(dest)
-    tok = build_tokenizer()
-    model = build_model(len(tok), hidden=hidden, layers=layers)
-    model.config.eos_token_id = tok.eos_token_id
-    model.config.pad_token_id = tok.pad_token_id
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
-    try:
-        with atomic.folder(dest, replace=False) as tmp:
-            save_complete(model, tok, tmp)
-    except OSError:
-        if not is_complete(dest):  # else another process built it first
-            raise
-    return dest
+
+    def write(tmp: Path) -> None:
+        tok = build_tokenizer()
+        model = build_model(len(tok), hidden=hidden, layers=layers)
+        model.config.eos_token_id = tok.eos_token_id
+        model.config.pad_token_id = tok.pad_token_id
+        model.generation_config.eos_token_id = tok.eos_token_id
+        model.generation_config.pad_token_id = tok.pad_token_id
+        save_complete(model, tok, tmp)
+
+    return cached_folder(dest, write)
