@@ -26,7 +26,6 @@ from asft.data.load import (
     PairStream,
     check_choice,
     check_options,
-    load_pairs,
     make_adapter,
 )
 from asft.data.parallel import default_num_proc
@@ -39,7 +38,6 @@ from asft.data.tokenize import (
     Tokenization,
     TokenizeResult,
     chunked,
-    tokenize_pairs,
 )
 
 #: The values each policy key accepts (the data layer's own lists; the config shows them).
@@ -122,11 +120,8 @@ def check(spec: Spec) -> None:
 def read(spec: Spec, *, seed: int = 0, limit: int | None = None) -> LoadResult:
     """The pairs of ``spec.source`` as the spec says to read them (``limit`` overrides
     ``spec.limit``; ``seed`` draws the rejected completion of rated data)."""
-    return load_pairs(spec.source, fmt=spec.format, columns=spec.columns or None,
-                      on_bad_record=spec.on_bad_record, split=spec.split,
-                      empty_response=spec.empty_response,
-                      limit=spec.limit if limit is None else limit, system=spec.system,
-                      labels=spec.labels or None, binarize=spec.binarize, seed=seed)
+    stream = _stream(spec, seed, spec.limit if limit is None else limit)
+    return LoadResult(list(stream), stream.report)
 
 
 @dataclass
@@ -211,10 +206,8 @@ def prepare(spec: Spec, tokenizer: Any, *, seed: int = 0, limit: int | None = No
     ident = source_identity(spec, seed, limit, cache_dir) if cache_dir is not None else None
     if ident is None:
         loaded = read(spec, seed=seed, limit=limit)
-        tokenized = tokenize_pairs(loaded.pairs, tokenizer, spec.max_length,
-                                   spec.max_prompt_length, cache_dir=cache_dir,
-                                   overflow=spec.overflow, boundary=spec.boundary,
-                                   progress=progress, num_proc=num_proc)
+        tokenized = job.pairs(loaded.pairs, cache_dir, num_proc=num_proc, progress=progress,
+                              start=start)
         return Prepared(loaded.report, tokenized, drop_warnings(tokenized.report, spec))
     path = cache.store_path(cache_dir, job.key(source=ident))
     hit = job.cached(path, start)
@@ -244,6 +237,8 @@ def _same_draw(hit: TokenizeResult, seed: int) -> bool:
 
 
 def _stream(spec: Spec, seed: int, limit: int | None) -> PairStream:
+    """The one place the spec's keys become the loader's arguments (:func:`read` lists the
+    stream's pairs; :func:`prepare` tokenizes them as they come)."""
     return PairStream(spec.source, fmt=spec.format, columns=spec.columns or None,
                       on_bad_record=spec.on_bad_record, split=spec.split,
                       empty_response=spec.empty_response, limit=limit, system=spec.system,

@@ -514,6 +514,20 @@ class Tokenization:
         report.seconds = time.perf_counter() - start
         return TokenizeResult(store, report)
 
+    def pairs(self, pairs: Sequence[PreferencePair], cache_dir: str | Path | None, *,
+              num_proc: int = 1, progress: bool = False,
+              start: float | None = None) -> TokenizeResult:
+        """Pairs held in memory, keyed on their messages in ``cache_dir`` (None: no cache)."""
+        start = time.perf_counter() if start is None else start
+        path = None
+        if cache_dir is not None:
+            path = cache.store_path(cache_dir, self.key(data=cache.data_fingerprint(pairs)))
+            hit = self.cached(path, start)
+            if hit is not None:
+                return hit
+        return self.run(lambda: chunked(pairs), path, num_proc=num_proc, progress=progress,
+                        total=len(pairs), start=start)
+
     def _tokenize(self, chunks, builder, num_proc: int, progress: bool, total: int | None) -> _Total:
         merged = _Total(builder)
         run = _Run(self.tokenizer, self.renderer, self.settings["max_length"],
@@ -566,11 +580,4 @@ def tokenize_pairs(pairs: Sequence[PreferencePair], tokenizer, max_length: int |
     start = time.perf_counter()
     job = Tokenization(tokenizer, max_length, max_prompt_length, overflow=overflow,
                        boundary=boundary, chat_template=chat_template)
-    path = None
-    if cache_dir is not None:
-        path = cache.store_path(cache_dir, job.key(data=cache.data_fingerprint(pairs)))
-        hit = job.cached(path, start)
-        if hit is not None:
-            return hit
-    return job.run(lambda: chunked(pairs), path, num_proc=num_proc, progress=progress,
-                   total=len(pairs), start=start)
+    return job.pairs(pairs, cache_dir, num_proc=num_proc, progress=progress, start=start)

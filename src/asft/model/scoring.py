@@ -17,6 +17,13 @@ import torch
 CHOSEN, REJECTED, CHOSEN_TOKENS, REJECTED_TOKENS = range(4)
 
 
+def pair_sizes(examples: Sequence[Any]) -> list[int]:
+    """Tokens of each pair (prompt once, both responses)."""
+    if hasattr(examples, "lengths"):  # a token store: from its lengths array, no pair built
+        return examples.lengths.sum(axis=1).tolist()
+    return [len(ex.prompt_ids) + len(ex.chosen_ids) + len(ex.rejected_ids) for ex in examples]
+
+
 def score_pairs(
     scorer: Callable[[dict], tuple[torch.Tensor, torch.Tensor]],
     examples: Sequence[Any],
@@ -46,7 +53,7 @@ def score_pairs(
         log-probs, nats), CHOSEN_TOKENS, REJECTED_TOKENS; zeros for examples not scored.
     """
     if indices is None:
-        size = [len(ex.prompt_ids) + len(ex.chosen_ids) + len(ex.rejected_ids) for ex in examples]
+        size = pair_sizes(examples)
         # longest first: similar lengths share a batch, so little padding is computed
         indices = sorted(range(len(examples)), key=size.__getitem__, reverse=True)
     counted = [True] * len(indices) if counted is None else counted

@@ -32,7 +32,7 @@ from safetensors.torch import save_file
 from asft import atomic
 from asft.config import Config
 from asft.losses import LOSSES
-from asft.model.scoring import CHOSEN, REJECTED
+from asft.model.scoring import CHOSEN, REJECTED, pair_sizes
 from asft.progress import progress_bar
 from asft.train.distributed import score_shards
 
@@ -122,13 +122,6 @@ class CachedReference:
             unscored = [i for i, r in zip(indices, rows.tolist()) if math.isnan(r[0])]
             raise RuntimeError(f"reference log-probs of training pairs {unscored} were not precomputed")
         return torch.cat([rows[:, 0], rows[:, 1]]).to(batch["input_ids"].device)
-
-
-def pair_sizes(examples: Sequence[Any]) -> list[int]:
-    """Tokens of each pair (prompt once, both responses)."""
-    if hasattr(examples, "lengths"):  # a token store: from its lengths array, no pair built
-        return examples.lengths.sum(axis=1).tolist()
-    return [len(ex.prompt_ids) + len(ex.chosen_ids) + len(ex.rejected_ids) for ex in examples]
 
 
 def fingerprint(cfg: Config, examples: Sequence[Any]) -> str:

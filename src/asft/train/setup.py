@@ -282,8 +282,9 @@ def _optimization(cfg: Config, accelerator: Any, model: torch.nn.Module,
     strategy = sharding.resolve(cfg.distributed.strategy, accelerator.num_processes,
                                 sum(p.numel() for p in model.parameters()), accelerator.device)
     if strategy == "fsdp":
-        why = sharding.refusal(cfg, resume=False)
-        if why:  # distributed.strategy auto chose fsdp for a run it cannot shard yet
+        # an explicit fsdp was judged in start_accelerator, before any weight loaded
+        why = sharding.refusal(cfg, resume=False) if cfg.distributed.strategy == "auto" else None
+        if why:
             raise AsftError(f"{why} (distributed.strategy: auto chose fsdp for this model)")
         # sharded before the optimizer is built, so that AdamW's state is sharded too
         layers = sharding.shard(scorer.to(accelerator.device), cfg.training.precision,
@@ -306,11 +307,11 @@ def restore(run: Run, path: Path) -> dict[str, Any]:
     """Load weights, optimizer, schedule, step, random state and metrics window of the
     checkpoint at ``path`` into ``run``; returns the tracker's saved state."""
     model_state = ckpt.load_model_state(path)
-    check_trainable(run.inner, model_state, path)
     if sharding.is_sharded(run.scorer):
+        check_trainable(run.inner, model_state, path)
         sharding.load_full(run.scorer, run.optimizer, model_state, ckpt.load_optimizer_state(path))
     else:
-        load_trainable(run.inner, model_state, path)
+        load_trainable(run.inner, model_state, path)  # checks the names too
         run.optimizer.load_state_dict(ckpt.load_optimizer_state(path))
     state = ckpt.load_trainer_state(path)
     if state["global_batch"] != run.order.global_batch:
