@@ -5,7 +5,8 @@ weights and metrics of an uninterrupted two-process run.
 
 Checkpoints are written every 2 of 8 steps; the second one (step 4) is where the faults inside
 a checkpoint write strike. Every test runs under DDP and under ``distributed.strategy: fsdp``
-(FSDP2: the whole state gathered to the main process for each checkpoint).
+(FSDP2: each process writes its own shards of the weights and optimizer state); the last two
+strike inside a shard write, which only ``fsdp`` has.
 """
 
 from __future__ import annotations
@@ -108,6 +109,34 @@ def test_full_disk_on_one_rank_stops_both_with_one_message(uninterrupted, strate
     assert "process 1 failed: No space left on device;" in proc.stderr, proc.stderr[-3000:]
     assert "newest earlier checkpoint step-0000002 untouched" in proc.stderr
     # asft's own output is one error line per process; the traceback after it is torchrun's
+    assert "Traceback" not in proc.stderr.split("torch/distributed/elastic")[0]
+    assert _complete(run) == ["step-0000002"]
+    assert not list((run / ckpt.DIRNAME).glob(".tmp-*"))
+    _resume_and_compare(run, uninterrupted, "step-0000002", strategy)
+
+
+@pytest.mark.parametrize("strategy", ["fsdp"], scope="module")
+def test_fsdp_rank_killed_inside_its_shard_write(uninterrupted, strategy, tmp_path):
+    """Rank 1 dies right after writing its weight shard of the step-4 checkpoint (the third
+    shard write: model and optimizer shards at step 2, then the model at step 4), before the
+    processes agree the write is done: step 4 is never sealed, the resume starts at step 2."""
+    run = tmp_path / "run"
+    proc = _torchrun(run, fault="checkpoint.shard@3=kill:1", strategy=strategy)
+    assert proc.returncode != 0, "the run should have died"
+    assert _complete(run) == ["step-0000002"]
+    _resume_and_compare(run, uninterrupted, "step-0000002", strategy)
+
+
+@pytest.mark.parametrize("strategy", ["fsdp"], scope="module")
+def test_fsdp_full_disk_inside_a_shard_write(uninterrupted, strategy, tmp_path):
+    """ENOSPC on rank 1 inside DCP's write of its optimizer shard at step 4: DCP's collective
+    error becomes rank 1's own OSError and, on rank 0, a stop that names process 1."""
+    run = tmp_path / "run"
+    proc = _torchrun(run, fault="checkpoint.shard@4=enospc:1", strategy=strategy)
+    assert proc.returncode != 0
+    assert proc.stderr.count("could not write checkpoint step-0000004") == 2, proc.stderr[-3000:]
+    assert "No space left on device (injected at checkpoint.shard)" in proc.stderr
+    assert "process 1 failed: No space left on device;" in proc.stderr, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr.split("torch/distributed/elastic")[0]
     assert _complete(run) == ["step-0000002"]
     assert not list((run / ckpt.DIRNAME).glob(".tmp-*"))

@@ -42,7 +42,8 @@ SETTINGS = [
     "optim.warmup_steps=2", "logging.every=3", "logging.probe_every=5", "logging.progress=false",
     "logging.tensorboard=false", "checkpoint.every=2", f"checkpoint.keep_last={KEEP_LAST}",
 ]
-CKPT_POINTS = [p for p in faults.POINTS if p.startswith("checkpoint.")]
+CKPT_POINTS = [p for p in faults.POINTS if p.startswith("checkpoint.")
+               and p not in faults.SHARDED_ONLY]  # single-process runs
 
 
 def _cfg(out: Path, *extra: str):

@@ -182,14 +182,14 @@ def checkpoints(tmp_path_factory) -> Path:
     return out / ckpt.DIRNAME
 
 
-FILES = (*ckpt.REQUIRED, ckpt.MARKER)
+FILES = (*ckpt.REQUIRED, *ckpt.LAYOUTS["full"], ckpt.MARKER)
 damage = st.one_of(
     st.tuples(st.just("truncate"), st.sampled_from(FILES), st.floats(0, 1)),
     st.tuples(st.just("flip"), st.sampled_from(FILES), st.floats(0, 1)),
     st.tuples(st.just("delete"), st.sampled_from(FILES), st.none()),
     st.tuples(st.just("replace"), st.sampled_from(FILES), st.binary(max_size=64)),
     st.tuples(st.just("manifest"), st.just(ckpt.MARKER), json_values),
-    st.tuples(st.just("manifest-entry"), st.sampled_from(ckpt.REQUIRED), json_values),
+    st.tuples(st.just("manifest-entry"), st.sampled_from(FILES[:-1]), json_values),
 )
 
 

@@ -38,7 +38,8 @@ SETTINGS = [
     "logging.progress=false", "logging.tensorboard=false", "checkpoint.every=2",
     "checkpoint.keep_last=2",
 ]
-CHECKPOINT_POINTS = [p for p in faults.POINTS if p.startswith("checkpoint.")]
+CHECKPOINT_POINTS = [p for p in faults.POINTS if p.startswith("checkpoint.")
+                     and p not in faults.SHARDED_ONLY]  # single-process runs
 
 
 def _cfg(out: Path, *extra: str):

@@ -63,6 +63,27 @@ def test_fsdp_trains_like_ddp_and_saves_one_consolidated_model(tmp_path):
                           atol=1e-5)
 
 
+@pytest.mark.slow
+def test_fsdp_copy_reference_is_sharded_and_scores_as_the_cache(tmp_path):
+    """DPO under fsdp with a frozen copy of the reference (sharded too) trains as with the
+    cache, which is scored by the policy before its first step: the same model both ways."""
+    runs, logs = {}, {}
+    for strategy in ("copy", "cache"):
+        proc = _torchrun(tmp_path / strategy, "distributed.strategy=fsdp", "loss.name=dpo",
+                         f"reference.strategy={strategy}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        logs[strategy] = proc.stderr.replace("\n", " ")  # the console wraps long lines
+        runs[strategy] = [json.loads(x) for x in
+                          (tmp_path / strategy / "metrics.jsonl").read_text().splitlines()]
+    assert "sharded (FSDP2) over 2 processes" in logs["copy"], logs["copy"][-2000:]
+    assert len(runs["copy"]) == len(runs["cache"]) == 5
+    for a, b in zip(runs["copy"], runs["cache"]):
+        for key in ("loss", "logps/chosen", "rewards/margin"):
+            if key in a:
+                assert a[key] == pytest.approx(b[key], abs=1e-4), (a["step"], key)
+    assert any(abs(r.get("rewards/margin", 0.0)) > 1e-4 for r in runs["copy"][1:])
+
+
 def _contract(out: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """The command the issue names, verbatim but for the output folder."""
     recipe = Path(__file__).resolve().parents[2] / "recipes" / "smoke.yaml"
@@ -85,6 +106,7 @@ def test_fsdp_resumes_exactly_after_a_kill(tmp_path):
     assert killed.returncode != 0
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()
             if not p.name.startswith(".")] == ["step-0000002"]
+    _assert_sharded_per_rank(tmp_path / "run" / "checkpoints" / "step-0000002")
     resumed = _contract(tmp_path / "run", "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stderr and "(step 2)" in resumed.stderr
@@ -101,6 +123,25 @@ def test_fsdp_resumes_exactly_after_a_kill(tmp_path):
     assert not pickled
 
 
+def _assert_sharded_per_rank(folder: Path) -> None:
+    """Weights and AdamW state as one safetensors shard file per process (DCP), each holding
+    part of every sharded tensor; no whole-state file; the manifest covers the shards."""
+    from asft.train import checkpoint as ckpt
+
+    assert ckpt.verify(folder) is None and ckpt.layout_of(folder) == "sharded"
+    assert not (folder / "model.safetensors").exists()
+    manifest = json.loads((folder / ckpt.MARKER).read_text())["files"]
+    for sub in ("model", "optimizer"):
+        files = sorted(p.name for p in (folder / sub).iterdir())
+        assert files == [f"shard-0000{r}-model-00001-of-00001.safetensors" for r in (1, 2)], files
+        assert all(f"{sub}/{f}" in manifest for f in files)
+    parts = [load_file(folder / "model" / f"shard-0000{r}-model-00001-of-00001.safetensors")
+             for r in (1, 2)]
+    whole = load_file(Path(resolve_model("tiny-llama")) / "model.safetensors")
+    key = "model.model.layers.0.mlp.up_proj.weight"
+    assert parts[0][key].shape[0] + parts[1][key].shape[0] == whole[key.removeprefix("model.")].shape[0]
+
+
 def test_strategy_resolution_and_refusals():
     from asft.config import load_config
 
@@ -112,7 +153,7 @@ def test_strategy_resolution_and_refusals():
     assert sharding.refusal(ok, resume=False) is None and sharding.refusal(ok, resume=True) is None
     assert "LoRA" in sharding.refusal(load_config(None, ["lora.enabled=true"]), resume=False)
     copy = load_config(None, ["loss.name=dpo", "reference.strategy=copy"])
-    assert "reference.strategy: copy" in sharding.refusal(copy, resume=False)
+    assert sharding.refusal(copy, resume=False) is None  # the copy is sharded too
     with pytest.raises(Exception, match="strategy"):
         load_config(None, ["distributed.strategy=zero3"])
 
@@ -133,3 +174,35 @@ def test_accelerate_engines_are_refused_with_the_setting_to_use():
     assert "distributed.strategy: fsdp" in engine_refusal("DEEPSPEED")
     assert "distributed.strategy: fsdp" in engine_refusal("FSDP")
     assert engine_refusal("MULTI_CPU") is None and engine_refusal("MULTI_GPU") is None
+
+
+@pytest.mark.slow
+def test_sharded_smoke_recipe_trains_and_resumes_in_bf16(tmp_path):
+    """recipes/smoke-fsdp.yaml (the paper recipes' set-up, tiny): fp32 master weights sharded,
+    bf16 compute, sharded checkpoints; killed after step 8 and resumed from step 6, its final
+    fp32 weights equal the uninterrupted run's; the final folder loads with transformers."""
+    from transformers import AutoModelForCausalLM
+
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "smoke-fsdp.yaml"
+
+    def run(out: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+             "-m", "asft.cli", "train", "--config", str(recipe), "--set", "logging.progress=false",
+             "-o", str(out), *extra],
+            env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, capture_output=True,
+            text=True, timeout=300)
+
+    full = run(tmp_path / "full")
+    assert full.returncode == 0, full.stderr[-3000:]
+    assert "fp32 master weights sharded, bf16 compute" in full.stderr.replace("\n", " ")
+    assert run(tmp_path / "run", env={"ASFT_FAULTS": "train.step@8=kill"}).returncode != 0
+    _assert_sharded_per_rank(tmp_path / "run" / "checkpoints" / "step-0000006")
+    resumed = run(tmp_path / "run", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = load_file(tmp_path / "full" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "run" / "model" / "model.safetensors")
+    assert all(v.dtype == torch.float32 for v in a.values())
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model")
+    assert torch.equal(model.model.norm.weight.detach(), b["model.norm.weight"])

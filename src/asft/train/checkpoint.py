@@ -11,6 +11,14 @@ Layout of ``<output_dir>/checkpoints/step-0000040/``:
     config.yaml             the resolved config of the run
     COMPLETE                manifest: size and SHA-256 of every file above; written last
 
+Under ``distributed.strategy: fsdp`` the checkpoint is *sharded* (``"layout": "sharded"`` in
+the manifest): instead of ``model.safetensors`` and ``optimizer.safetensors``, every process
+writes its own shards of the weights and of AdamW's state through torch's distributed
+checkpoint (DCP) as safetensors, ``model/shard-00001-model-00001-of-00001.safetensors`` and
+``optimizer/shard-0000<rank+1>-...`` (each tensor's offsets in the file's metadata: no
+``.metadata`` pickle), see :mod:`asft.train.sharding`. The same temporary folder, manifest
+and rename seal them, so a sharded checkpoint is complete or ignored as a whole.
+
 A checkpoint is written into ``checkpoints/.tmp-step-0000040``, every file is fsynced, the
 manifest goes in last, and only then is the folder renamed to its final name (an atomic
 rename on POSIX file systems). A process killed at any moment therefore leaves either a
@@ -46,12 +54,19 @@ DIRNAME = "checkpoints"
 MARKER = "COMPLETE"
 FORMAT_VERSION = 1
 _STEP_DIR = re.compile(r"^step-(\d{7,})$")
-REQUIRED = ("model.safetensors", "optimizer.safetensors", "optimizer.json", "trainer_state.json",
-            "config.yaml", "rank-00000.safetensors", "rank-00000.json")
+REQUIRED = ("optimizer.json", "trainer_state.json", "config.yaml", "rank-00000.safetensors",
+            "rank-00000.json")
+# what each layout adds: whole-state files, or at least one shard in each shard folder
+LAYOUTS = {"full": ("model.safetensors", "optimizer.safetensors"), "sharded": ("model/", "optimizer/")}
 
 
 class CheckpointError(AsftError):
     """A checkpoint could not be written or no checkpoint can be resumed (message says why)."""
+
+
+class PeerFailed(OSError):
+    """Raised in a process whose part of a collective write succeeded while another
+    process's failed: this one stops too, and that one's error is what gets reported."""
 
 
 class Collective(Protocol):
@@ -202,7 +217,11 @@ def verify(path: Path) -> str | None:
             return f"{MARKER} has an unknown format"
     except (OSError, ValueError, KeyError, TypeError):
         return f"{MARKER} marker is unreadable or truncated"
-    missing = [name for name in REQUIRED if name not in files]
+    layout = manifest.get("layout", "full")
+    if layout not in LAYOUTS:
+        return f"{MARKER} names an unknown layout {layout!r}"
+    missing = [name for name in REQUIRED + LAYOUTS[layout]
+               if not any(f == name or (name.endswith("/") and f.startswith(name)) for f in files)]
     if missing:
         return f"manifest lacks {', '.join(missing)}"
     for name, info in files.items():
@@ -218,6 +237,11 @@ def verify(path: Path) -> str | None:
         except (OSError, KeyError, TypeError):
             return f"{name} cannot be checked"
     return None
+
+
+def layout_of(path: Path) -> str:
+    """``full`` or ``sharded``: how checkpoint ``path`` (a verified one) holds its state."""
+    return json.loads((path / MARKER).read_text()).get("layout", "full")
 
 
 def candidates(root: Path) -> list[Path]:
@@ -316,12 +340,15 @@ class _Write:
         self.final = root / step_dirname(step)
         self.tmp = root / f".tmp-{self.final.name}"
         self.error: OSError | None = None
+        self.stopped = False  # another process failed inside a collective write
 
     def attempt(self, fn: Callable[..., None], *args: Any) -> None:
-        """Run ``fn(*args)`` unless this process already failed; keep its OSError."""
-        if self.error is None:
+        """Run ``fn(*args)`` unless this process already failed or stopped; keep its OSError."""
+        if self.error is None and not self.stopped:
             try:
                 fn(*args)
+            except PeerFailed:
+                self.stopped = True
             except OSError as err:
                 self.error = err
 
@@ -344,19 +371,20 @@ class _Write:
                               f"the partial write was removed ({keep})")
 
 
-def _write_shared(tmp: Path, step: int, model_state: Callable[[], dict[str, torch.Tensor]],
-                  optimizer_state: Callable[[], dict[str, Any]], trainer_state: dict[str, Any],
-                  config_text: str) -> None:
-    """The main process's part: a fresh temporary folder, the weights, the optimizer and
-    trainer states and the config."""
+def _write_shared(tmp: Path, step: int, model_state: Callable[[], dict[str, torch.Tensor]] | None,
+                  optimizer_state: Callable[[], dict[str, Any]] | None,
+                  trainer_state: dict[str, Any], config_text: str) -> None:
+    """The main process's part: a fresh temporary folder, the weights and the optimizer state
+    (unless every process writes its shards of them), the trainer state and the config."""
     atomic.fresh_folder(tmp)
     faults.hit("checkpoint.begin")
-    write_tensors(tmp / "model.safetensors", model_state())
-    faults.hit("checkpoint.after_model")
-    tensors, meta = flatten_optimizer(optimizer_state())
-    write_tensors(tmp / "optimizer.safetensors", tensors)
-    write_json(tmp / "optimizer.json", meta)
-    faults.hit("checkpoint.after_optimizer")
+    if model_state is not None and optimizer_state is not None:
+        write_tensors(tmp / "model.safetensors", model_state())
+        faults.hit("checkpoint.after_model")
+        tensors, meta = flatten_optimizer(optimizer_state())
+        write_tensors(tmp / "optimizer.safetensors", tensors)
+        write_json(tmp / "optimizer.json", meta)
+        faults.hit("checkpoint.after_optimizer")
     write_json(tmp / "trainer_state.json", {"format": FORMAT_VERSION, "step": step, **trainer_state})
     atomic.write_text(tmp / "config.yaml", config_text, fsync=True)
 
@@ -371,12 +399,15 @@ def _write_rank(tmp: Path, rank: int, rank_tensors: dict[str, torch.Tensor],
     faults.hit("checkpoint.after_rank_state")
 
 
-def _seal(tmp: Path, final: Path, step: int) -> None:
+def _seal(tmp: Path, final: Path, step: int, layout: str) -> None:
     """The manifest last, then the atomic rename of the folder to its final name."""
     faults.hit("checkpoint.before_manifest")
-    files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256(p)}
-             for p in sorted(tmp.iterdir()) if p.is_file()}
-    write_json(tmp / MARKER, {"format": FORMAT_VERSION, "step": step, "files": files})
+    files = {p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256(p)}
+             for p in sorted(tmp.rglob("*")) if p.is_file()}
+    write_json(tmp / MARKER, {"format": FORMAT_VERSION, "step": step, "layout": layout,
+                              "files": files})
+    for sub in sorted(p for p in tmp.rglob("*") if p.is_dir()):
+        atomic.fsync_path(sub)  # the shard folders' entries, before the folder is sealed
     atomic.fsync_path(tmp)
     faults.hit("checkpoint.before_rename")
     # Only an incomplete or damaged folder can already hold a step not yet reached.
@@ -389,18 +420,22 @@ def save(
     root: Path,
     step: int,
     *,
-    model_state: Callable[[], dict[str, torch.Tensor]],
-    optimizer_state: Callable[[], dict[str, Any]],
+    model_state: Callable[[], dict[str, torch.Tensor]] | None,
+    optimizer_state: Callable[[], dict[str, Any]] | None,
     trainer_state: dict[str, Any],
     rank_tensors: dict[str, torch.Tensor],
     rank_meta: dict[str, Any],
     config_text: str,
     keep_last: int,
+    shards: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write checkpoint ``step`` under ``root``; every process calls this together.
 
-    ``model_state`` and ``optimizer_state`` are called on the main process only (gather any
-    sharded state before). ``rank_tensors``/``rank_meta`` hold this process's own state
+    Either ``model_state`` and ``optimizer_state`` are given, called on the main process only
+    (the whole states), or ``shards``: called on every process together with the temporary
+    folder, it writes each process's shards of both (a collective; it raises
+    :class:`PeerFailed` where another process's part failed). ``rank_tensors``/``rank_meta``
+    hold this process's own state
     (merged with its RNG states). Raises :class:`CheckpointError` on every process when any
     process fails to write (a full disk, say); the temporary folder is then removed and the
     earlier checkpoints are untouched.
@@ -410,10 +445,13 @@ def save(
         write.attempt(_write_shared, write.tmp, step, model_state, optimizer_state, trainer_state,
                       config_text)
     write.check()
+    if shards is not None:
+        write.attempt(shards, write.tmp)
+        write.check()
     write.attempt(_write_rank, write.tmp, comm.process_index, rank_tensors, rank_meta)
     write.check()
     if comm.is_main_process:
-        write.attempt(_seal, write.tmp, write.final, step)
+        write.attempt(_seal, write.tmp, write.final, step, "full" if shards is None else "sharded")
     write.check()
     if comm.is_main_process:
         # A leftover old checkpoint costs disk space, never correctness.
@@ -432,10 +470,15 @@ def load_model_state(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path / "model.safetensors"))
 
 
+def load_optimizer_meta(path: Path) -> dict[str, Any]:
+    """The optimizer's param groups and non-tensor state saved in checkpoint ``path``."""
+    return json.loads((path / "optimizer.json").read_text())
+
+
 def load_optimizer_state(path: Path) -> dict[str, Any]:
-    """The optimizer ``state_dict`` saved in checkpoint ``path``."""
-    meta = json.loads((path / "optimizer.json").read_text())
-    return unflatten_optimizer(load_file(str(path / "optimizer.safetensors")), meta)
+    """The optimizer ``state_dict`` saved in (full-layout) checkpoint ``path``."""
+    return unflatten_optimizer(load_file(str(path / "optimizer.safetensors")),
+                               load_optimizer_meta(path))
 
 
 def load_trainer_state(path: Path) -> dict[str, Any]:

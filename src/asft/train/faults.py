@@ -40,6 +40,8 @@ POINTS: dict[str, str] = {
     "train.step": "right after an optimizer step, before its metrics and checkpoint",
     "checkpoint.begin": "checkpoint write: temporary folder created, nothing written",
     "checkpoint.after_model": "checkpoint write: weights written",
+    "checkpoint.shard": "sharded checkpoint write (fsdp): this process's shard file written, "
+                        "the processes not yet agreed that the write finished",
     "checkpoint.after_optimizer": "checkpoint write: optimizer state written",
     "checkpoint.after_rank_state": "checkpoint write: RNG and data-position state written",
     "checkpoint.before_manifest": "checkpoint write: all files written, completion marker not yet",
@@ -49,6 +51,9 @@ POINTS: dict[str, str] = {
     "metrics.write": "appending a record to metrics.jsonl (use with enospc)",
     "final.before_rename": "final model written to a temporary folder, not yet renamed into place",
 }
+
+# points only a sharded (fsdp) checkpoint write reaches
+SHARDED_ONLY = frozenset({"checkpoint.shard"})
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from typing import Any
 from asft.config import Config
 from asft.errors import AsftError
 from asft.train import checkpoint as ckpt
-from asft.train import sharding
+from asft.train import sharding, shards
 from asft.train.policy import save_final_model, trainable_names
 from asft.train.probe import probe_due, probe_metrics
 from asft.train.rundir import SUMMARY_FILE
@@ -150,12 +150,11 @@ def _info(m: dict[str, float]) -> str:
 
 
 def save_checkpoint(run: Run, step: int) -> Path:
-    """A resumable checkpoint of ``step`` (see :mod:`asft.train.checkpoint`); its folder."""
+    """A resumable checkpoint of ``step`` (see :mod:`asft.train.checkpoint`); its folder.
+    Under ``fsdp`` every process writes its own shards (:mod:`asft.train.shards`); otherwise
+    the main process writes the whole states."""
     acc, order = run.accelerator, run.order
     names = set(trainable_names(run.inner))
-    # both collectives under fsdp (every process gathers with the others; the main one writes)
-    full = sharding.full_state_dict(acc, run.scorer)
-    optimizer_full = sharding.full_optimizer_state(run.scorer, run.optimizer)
     window_tensors, window_meta = run.window.state()
     state = {
         "epoch": order.epoch_of(step),
@@ -167,11 +166,17 @@ def save_checkpoint(run: Run, step: int) -> Path:
         "tracker": run.tracker.state(),
         "saved_at": datetime.now().isoformat(timespec="seconds"),
     }
+    if sharding.is_sharded(run.scorer):
+        return ckpt.save(acc, run.out / ckpt.DIRNAME, step, model_state=None, optimizer_state=None,
+                         shards=lambda folder: shards.save(folder, run.scorer, run.optimizer, names,
+                                                           acc.is_main_process),
+                         trainer_state=state, rank_tensors=window_tensors, rank_meta={},
+                         config_text=run.config_text, keep_last=run.cfg.checkpoint.keep_last)
+    full = acc.get_state_dict(run.scorer)
     return ckpt.save(
         acc, run.out / ckpt.DIRNAME, step,
         model_state=lambda: {k: v for k, v in full.items() if k in names},
-        optimizer_state=(run.optimizer.state_dict if optimizer_full is None
-                         else lambda: optimizer_full),
+        optimizer_state=run.optimizer.state_dict,
         trainer_state=state,
         rank_tensors=window_tensors,
         rank_meta={},

@@ -1,7 +1,8 @@
 """Reference log-probs for losses that need them (``LOSSES[name].needs_reference``), three ways.
 
 - ``copy``: a frozen copy of the reference model scores every batch (one extra forward per
-  step, one extra model in memory).
+  step, one extra model in memory; under ``distributed.strategy: fsdp`` the copy is sharded
+  layer by layer like the policy, with no optimizer, so each process holds 1/N of it).
 - ``adapter``: with LoRA, the policy itself with its adapters switched off *is* the
   reference; no extra memory, one extra forward per step.
 - ``cache``: the training pairs the run will read (the data order knows them in advance:
@@ -34,6 +35,7 @@ from asft.config import Config
 from asft.losses import LOSSES
 from asft.model.scoring import CHOSEN, REJECTED, pair_sizes
 from asft.progress import progress_bar
+from asft.train import sharding
 from asft.train.distributed import score_shards
 
 CACHE_FILE = "reference_logps.safetensors"
@@ -74,17 +76,27 @@ def _score(scorer: Any, batch: dict, model: torch.nn.Module) -> torch.Tensor:
 
 
 class CopyReference:
-    """A frozen copy of the reference model, prepared by accelerate for evaluation."""
+    """A frozen copy of the reference model, prepared by accelerate for evaluation, or, when
+    ``shard`` (the policy is sharded), sharded by FSDP2 as the policy is (:func:`sharding.shard`:
+    the same layers, the same bf16 compute policy); being frozen, it has no gradients and no
+    optimizer state. Its forwards are collectives then: every process scores a batch
+    together, which the training step and :func:`score_shards` already do."""
 
     strategy = "copy"
 
-    def __init__(self, cfg: Config, accelerator: Any):
+    def __init__(self, cfg: Config, accelerator: Any, shard: bool = False):
         from asft.model.logprobs import PreferenceScorer
 
         model = load_reference_model(cfg.reference.model or cfg.model.name, cfg.model.dtype,
                                      cfg.model.trust_remote_code)
         self.model = model
-        self.scorer = accelerator.prepare_model(PreferenceScorer(model), evaluation_mode=True)
+        scorer = PreferenceScorer(model)
+        if shard:
+            sharding.shard(scorer.to(accelerator.device), cfg.training.precision,
+                           cfg.distributed.cpu_offload)
+            self.scorer = scorer
+        else:
+            self.scorer = accelerator.prepare_model(scorer, evaluation_mode=True)
 
     def __call__(self, batch: dict, indices: Sequence[int]) -> torch.Tensor:
         return _score(self.scorer, batch, self.model)
@@ -153,13 +165,14 @@ def _read_cache(path: Path, expected: str) -> torch.Tensor | None:
 
 def build_cache(cfg: Config, accelerator: Any, examples: Sequence[Any],
                 make_batch: Callable[[Sequence[Any]], dict], path: Path, policy: Any,
-                log: Callable[[str], None], needed: Sequence[int] | None = None) -> CachedReference:
+                log: Callable[[str], None], needed: Sequence[int] | None = None,
+                shard: bool = False) -> CachedReference:
     """The cache at ``path``, completed for the pairs at ``needed`` (default: all) and
     rewritten (write aside, rename) when any was missing; scored sharded over the processes
     with :func:`asft.train.distributed.score_shards`, as the probe is.
 
     ``policy`` is the prepared scorer when the policy is still at its starting point and is
-    the reference; None loads the reference model instead.
+    the reference; None loads the reference model instead (sharded when ``shard``).
     """
     expected = fingerprint(cfg, examples)
     table = _read_cache(path, expected) if path.is_file() else None
@@ -170,7 +183,7 @@ def build_cache(cfg: Config, accelerator: Any, examples: Sequence[Any],
     if not missing:
         log(f"reference log-probs: cached in {path}")
         return CachedReference(table)
-    scorer = CopyReference(cfg, accelerator).scorer if policy is None else policy
+    scorer = CopyReference(cfg, accelerator, shard).scorer if policy is None else policy
     log(f"reference log-probs: scoring the {len(missing)} of {len(examples)} pairs this run reads "
         "(strategy 'cache')")
     size = pair_sizes(examples)
@@ -215,12 +228,14 @@ def build(
     if not LOSSES[cfg.loss.name].needs_reference:
         return None
     strategy = cfg.reference.resolved(cfg.lora.enabled)
+    shard = sharding.is_sharded(scorer)
     if strategy == "copy":
-        log(f"reference model: frozen copy of {cfg.reference.model or cfg.model.name}")
-        return CopyReference(cfg, accelerator)
+        log(f"reference model: frozen copy of {cfg.reference.model or cfg.model.name}"
+            + (f", sharded (FSDP2) over {accelerator.num_processes} processes" if shard else ""))
+        return CopyReference(cfg, accelerator, shard)
     if strategy == "adapter":
         log("reference model: the base weights with the LoRA adapters disabled")
         return AdapterReference(scorer, peft_model)
     policy = scorer if fresh and cfg.reference.model is None else None
     return build_cache(cfg, accelerator, examples, make_batch, output_dir / CACHE_FILE, policy, log,
-                       needed)
+                       needed, shard)

@@ -23,10 +23,10 @@ from asft import atomic
 from asft.config import Config, to_dict, to_yaml
 from asft.errors import AsftError
 from asft.train import checkpoint as ckpt
-from asft.train import rundir, sharding
+from asft.train import rundir, sharding, shards
 from asft.train.distributed import broadcast, has_accelerator
 from asft.train.optim import build_optimizer, lr_lambda
-from asft.train.policy import build_model, check_trainable, load_trainable
+from asft.train.policy import build_model, load_trainable, trainable_names
 from asft.train.reference import Reference
 from asft.train.rundir import DATA_REPORT, default_output_dir
 from asft.train.sampling import DataOrder
@@ -306,19 +306,18 @@ def _optimization(cfg: Config, accelerator: Any, model: torch.nn.Module,
 def restore(run: Run, path: Path) -> dict[str, Any]:
     """Load weights, optimizer, schedule, step, random state and metrics window of the
     checkpoint at ``path`` into ``run``; returns the tracker's saved state."""
-    model_state = ckpt.load_model_state(path)
-    if sharding.is_sharded(run.scorer):
-        check_trainable(run.inner, model_state, path)
-        sharding.load_full(run.scorer, run.optimizer, model_state, ckpt.load_optimizer_state(path))
-    else:
-        load_trainable(run.inner, model_state, path)  # checks the names too
-        run.optimizer.load_state_dict(ckpt.load_optimizer_state(path))
     state = ckpt.load_trainer_state(path)
+    # checked before any weight is read: the data order depends on the global batch
     if state["global_batch"] != run.order.global_batch:
         raise ckpt.CheckpointError(
             f"cannot resume from {path}: it was trained with a global batch of "
             f"{state['global_batch']} pairs ({state['num_processes']} process(es)), this run has "
             f"{run.order.global_batch}; keep batch_size x processes x grad_accum the same")
+    if ckpt.layout_of(path) == "sharded":  # written under fsdp: each process reads its shards
+        shards.load(path, run.scorer, run.optimizer, set(trainable_names(run.inner)))
+    else:
+        load_trainable(run.inner, ckpt.load_model_state(path), path)  # checks the names too
+        run.optimizer.load_state_dict(ckpt.load_optimizer_state(path))
     run.scheduler.load_state_dict(state["scheduler"])
     run.start_step = state["step"]
     rank_tensors, rank_meta = ckpt.load_rank_state(path, run.accelerator.process_index)

@@ -14,14 +14,12 @@ with gloo. The parameters stay fp32 (the master weights, sharded, as is AdamW's 
 ``training.precision: bf16-mixed`` computes in bf16 through ``MixedPrecisionPolicy`` with
 fp32 gradient reduction, instead of accelerate's autocast.
 
-Checkpoints under ``fsdp`` hold the *whole* model and optimizer states, gathered to the main
-process (:func:`full_state_dict`, :func:`full_optimizer_state`) and written by the usual
-crash-safe protocol (:mod:`asft.train.checkpoint`), so a run resumes exactly (:func:`load_full`
-keeps each process's shard of the whole state; a resume on another number of processes is
-refused by the global-batch check, as under DDP). Gathering the optimizer state
-costs the main process's CPU memory 12 bytes a parameter; per-rank DCP shards are the next
-step. Not yet under ``fsdp`` (refused at start-up, before any weight loads): LoRA, and a
-``copy`` reference model (``cache`` works: it is scored sharded like the probe).
+Checkpoints under ``fsdp`` are sharded: each process writes its own shards of the weights and
+of AdamW's state as safetensors through torch's distributed checkpoint
+(:mod:`asft.train.shards`), inside the usual crash-safe protocol (:mod:`asft.train.checkpoint`),
+and reads them back on resume; nothing is gathered. Only the final model is gathered
+(:func:`full_state_dict`), once, and written as one Hugging Face folder. Not yet under
+``fsdp`` (refused at start-up, before any weight loads): LoRA.
 The GPU path (NCCL, CPU offload) is untested here: no GPU on the machine that built it.
 """
 
@@ -50,14 +48,8 @@ def resolve(strategy: str, num_processes: int, n_params: int, device: torch.devi
 
 def refusal(cfg: Any, resume: bool) -> str | None:
     """Why ``cfg`` cannot run under ``fsdp`` yet, or None."""
-    from asft.losses import LOSSES
-
     if cfg.lora.enabled:
         return "LoRA is not supported under distributed.strategy: fsdp yet; use ddp"
-    if (LOSSES[cfg.loss.name].needs_reference
-            and cfg.reference.resolved(cfg.lora.enabled) == "copy"):
-        return ("reference.strategy: copy is not sharded under distributed.strategy: fsdp yet; "
-                "use reference.strategy: cache (scored sharded before training)")
     return None
 
 
@@ -105,34 +97,6 @@ def full_state_dict(accelerator: Any, scorer: Any) -> dict[str, torch.Tensor]:
 
     return get_model_state_dict(scorer, options=StateDictOptions(full_state_dict=True,
                                                                  cpu_offload=True))
-
-
-def full_optimizer_state(scorer: Any, optimizer: Any) -> dict[str, Any] | None:
-    """Under ``fsdp``, AdamW's whole state keyed by parameter name, on the main process
-    (a collective: every process calls it; the others get an empty dict); None otherwise
-    (the caller reads the optimizer's own ``state_dict``)."""
-    if not is_sharded(scorer):
-        return None
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-
-    return get_optimizer_state_dict(scorer, optimizer, options=StateDictOptions(
-        full_state_dict=True, cpu_offload=True))
-
-
-def load_full(scorer: Any, optimizer: Any, model_state: dict[str, torch.Tensor],
-              optimizer_state: dict[str, Any]) -> None:
-    """Load whole (unsharded) model and optimizer states into the sharded ``scorer`` and its
-    optimizer; each process keeps its own shard. Tied weights are saved once (strict=False
-    for the twin)."""
-    from torch.distributed.checkpoint.state_dict import (
-        StateDictOptions,
-        set_model_state_dict,
-        set_optimizer_state_dict,
-    )
-
-    options = StateDictOptions(full_state_dict=True, strict=False)
-    set_model_state_dict(scorer, model_state, options=options)
-    set_optimizer_state_dict(scorer, optimizer, optim_state_dict=optimizer_state, options=options)
 
 
 def as_float(value: Any) -> float:
