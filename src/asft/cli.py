@@ -18,6 +18,7 @@ from asft.errors import AsftError
 # Order is the order shown in --help.
 COMMAND_MODULES: tuple[str, ...] = (
     "asft.commands.train",
+    "asft.commands.push",
     "asft.commands.losses",
     "asft.commands.data",
     "asft.commands.mt_bench",

@@ -124,7 +124,8 @@ def test_output_folder_rules(tmp_path: Path):
 def test_resumable_changes_are_limited():
     old = load_config(None, ["output_dir=a"])
     new = load_config(None, ["output_dir=b", "training.max_steps=500", "logging.every=1",
-                             "checkpoint.keep_last=9", "optim.lr=1e-6", "loss.hparams.lam=0.5"])
+                             "checkpoint.keep_last=9", "optim.lr=1e-6", "loss.hparams.lam=0.5",
+                             "hub.repo_id=me/model"])  # publishing is not training
     diffs = config_differences(old, new)
     assert [d.split(":")[0] for d in diffs] == ["loss.hparams", "optim.lr"]
 

@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", metavar="SOURCE", help="data source, e.g. builtin:mixed or a .jsonl file (data.source)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="set any config field, e.g. --set optim.lr=1e-5 --set loss.hparams.beta=0.1")
+    p.add_argument("--push-to-hub", metavar="REPO",
+                   help="push the final model and a generated model card to this Hub repository "
+                        "(hub.repo_id; token from $HF_TOKEN or `hf auth login`, checked before training)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the newest complete checkpoint in the output folder")
     p.add_argument("--overwrite", action="store_true", help="replace a previous run in the output folder")
@@ -56,7 +59,8 @@ def overrides_from_args(args: argparse.Namespace) -> list[str | tuple[str, objec
     """``--set`` items followed by the shortcut flags (which therefore win)."""
     items: list[str | tuple[str, object]] = list(args.overrides)
     for flag, key in (("output_dir", "output_dir"), ("max_steps", "training.max_steps"),
-                      ("loss", "loss.name"), ("model", "model.name"), ("data", "data.source")):
+                      ("loss", "loss.name"), ("model", "model.name"), ("data", "data.source"),
+                      ("push_to_hub", "hub.repo_id")):
         value = getattr(args, flag)
         if value is not None:
             items.append((key, value))
@@ -74,11 +78,21 @@ def run(args: argparse.Namespace) -> int:
         print(to_yaml(cfg), end="")
         return 0
 
+    pushing = bool(cfg.hub.repo_id) and _is_main()
+    if pushing:
+        from asft.model.hub import token
+
+        token(cfg.hub)  # now, not after hours of training: the push is at the end
+
     from asft.train import train
 
     result = train(cfg, resume=args.resume, overwrite=args.overwrite)
     if _is_main():
         print(summary(result))
+    if pushing:
+        from asft.train.publish import publish
+
+        print(f"  hub      {publish(result.output_dir, cfg.hub)}")
     return 0
 
 

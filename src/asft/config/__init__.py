@@ -1,8 +1,9 @@
 """Configuration: nested dataclasses with documented fields, YAML in, resolved YAML out.
 
 :mod:`asft.config.sections` holds the sections of a run (model, data, loss, reference, optim,
-training, logging, checkpoint); :mod:`asft.config.schema` the machinery that reads them
-strictly (file:line errors with "did you mean") and writes the commented ``config.yaml``.
+training, logging, checkpoint, distributed, hub); :mod:`asft.config.schema` the machinery that
+reads them strictly (file:line errors with "did you mean") and writes the commented
+``config.yaml``.
 """
 
 from asft.config.schema import (
@@ -19,6 +20,7 @@ from asft.config.sections import (
     Config,
     DataConfig,
     DistributedConfig,
+    HubConfig,
     LoggingConfig,
     LoraConfig,
     LossConfig,
@@ -34,7 +36,7 @@ from asft.config.sections import (
 
 __all__ = [
     "MAX_CONFIG_BYTES", "CheckpointConfig", "Config", "ConfigError", "DataConfig", "DistributedConfig", "FieldError",
-    "LoggingConfig", "LoraConfig", "LossConfig", "ModelConfig", "OptimConfig", "ReferenceConfig",
+    "HubConfig", "LoggingConfig", "LoraConfig", "LossConfig", "ModelConfig", "OptimConfig", "ReferenceConfig",
     "TrainingConfig", "describe", "field_docs", "from_dict", "load_config", "parse_override",
     "parse_yaml", "to_dict", "to_yaml",
 ]

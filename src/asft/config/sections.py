@@ -13,6 +13,7 @@ and all of it happens before any model is loaded. The machinery is in :mod:`asft
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -275,6 +276,67 @@ class DistributedConfig(Section):
     (slower; for models whose shards do not fit the GPUs)."""
 
 
+# Fields whose refused value an error does not repeat: a token pasted in place of the name
+# of its environment variable would otherwise reach the console and the logs.
+_UNECHOED = ("hub.token_env",)
+# A Hub repository id, as huggingface_hub's validate_repo_id accepts it: an optional namespace
+# and a name of word characters, '-' and '.', at most 96 characters each.
+_REPO_ID = re.compile(r"^(?:[\w.-]{1,96}/)?[\w.-]{1,96}$")
+# What a Hub token looks like: a config names the variable that holds it, never the token.
+_TOKEN = re.compile(r"^(hf_|api_org_)[A-Za-z0-9]{20,}$")
+
+
+@dataclass
+class HubConfig(Section):
+    """Publishing the final model to the Hugging Face Hub (``asft train --push-to-hub REPO``).
+
+    The ``asft train`` command pushes on the main process once the final model is written; a
+    failed push leaves the model on disk and ``asft push RUN_DIR`` tries again."""
+
+    repo_id: str | None = None
+    """Hub repository that receives the final model and a generated model card, as
+    ``user/name`` or ``org/name`` (created when missing); null: no push. The Hub token is
+    looked for before training starts, so a missing one fails in seconds, not after the run."""
+
+    private: bool = True
+    """Create the repository private (the default: nothing is published by accident; make it
+    public on the Hub, or set false). A repository that exists keeps its visibility."""
+
+    token_env: str = "HF_TOKEN"
+    """Name of the environment variable that holds the Hub token (write access); when it is
+    unset, the token saved by ``hf auth login`` is used. The token itself never goes in a
+    config, a log or the model card."""
+
+    endpoint: str | None = None
+    """Hub URL, e.g. a self-hosted Hub; null: huggingface_hub's default (``$HF_ENDPOINT``, else
+    https://huggingface.co)."""
+
+    commit_message: str = "Upload model trained with asft"
+    """Message of the commit that uploads the model folder."""
+
+    license: str | None = None
+    """Licence id for the model card's metadata (e.g. ``apache-2.0``, ``llama3.1``); null: the
+    base model's when asft knows it (the packaged SmolLM2's apache-2.0), else none."""
+
+    def validate(self) -> None:
+        if self.repo_id is not None:
+            require(bool(_REPO_ID.match(self.repo_id)) and ".." not in self.repo_id
+                    and "--" not in self.repo_id and not self.repo_id.endswith(".git"), "repo_id",
+                    f"{self.repo_id!r} is not a Hub repository id; expected user/name or org/name "
+                    "(letters, digits, '-', '_' and '.')")
+        # said without the value: it may be the token that belongs in the variable
+        require(not _TOKEN.match(self.token_env), "token_env",
+                "looks like a Hub token; put the token in an environment variable and name "
+                "that variable here (default HF_TOKEN)")
+        require(self.token_env.isidentifier(), "token_env",
+                f"must be the name of an environment variable, got {self.token_env!r}")
+        require(self.endpoint is None or self.endpoint.startswith(("http://", "https://")),
+                "endpoint", f"must be an http:// or https:// URL, got {self.endpoint!r}")
+        require(bool(self.commit_message.strip()), "commit_message", "must not be empty")
+        require(self.license is None or bool(self.license.strip()), "license",
+                "must not be empty (null: none)")
+
+
 @dataclass
 class Config(Section):
     """A training run. ``Config()`` is the default job of ``asft train``."""
@@ -315,6 +377,9 @@ class Config(Section):
 
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     """Sharding over the processes of a multi-process run."""
+
+    hub: HubConfig = field(default_factory=HubConfig)
+    """Publishing the final model to the Hugging Face Hub (off by default)."""
 
     def validate(self) -> None:
         require(0 <= self.seed < 2**63, "seed", f"must be in [0, 2**63), got {self.seed}")
@@ -361,6 +426,8 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str | tuple[
         for key, text in override_keys.items():
             f = err.field_name
             if f == key or f.startswith(key + ".") or key.startswith(f + "."):
+                if f in _UNECHOED:
+                    text = f"{key}=..."
                 raise ConfigError(f"override {text}: {err.message}") from None
         line = line_of(err.field_name, lines)
         where = f"{source}:{line}" if line else source

@@ -21,9 +21,10 @@ from asft.train import checkpoint as ckpt
 SUMMARY_FILE = "summary.json"
 DATA_REPORT = "data_report.json"
 MODEL_DIR = "model"
-# What a resumed run may change: how long it runs and how it reports. Everything else must
-# match the checkpoint's config, or the resumed run would not continue the same training.
-RESUMABLE_CHANGES = ("output_dir", "training.max_steps", "logging.", "checkpoint.")
+# What a resumed run may change: how long it runs, how it reports and where it is published.
+# Everything else must match the checkpoint's config, or the resumed run would not continue
+# the same training.
+RESUMABLE_CHANGES = ("output_dir", "training.max_steps", "logging.", "checkpoint.", "hub.")
 _ARTIFACTS = ("config.yaml", "metrics.jsonl", SUMMARY_FILE, DATA_REPORT, ckpt.DIRNAME, MODEL_DIR,
               "tensorboard", "reference_logps.safetensors")
 
@@ -81,7 +82,7 @@ def plan(cfg: Config, out: Path, resume: bool, overwrite: bool) -> tuple[Path | 
             raise ckpt.CheckpointError(
                 f"cannot resume from {path}: the config differs from the one it was trained with:\n  "
                 + "\n  ".join(diffs)
-                + "\nOnly training.max_steps, logging.* and checkpoint.* may change on resume.")
+                + "\nOnly training.max_steps, logging.*, checkpoint.* and hub.* may change on resume.")
         return path, notes
     if has_run(out):
         if not overwrite:
