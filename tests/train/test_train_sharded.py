@@ -198,6 +198,13 @@ def test_sharded_smoke_recipe_trains_and_resumes_in_bf16(tmp_path):
     assert "fp32 master weights sharded, bf16 compute" in full.stderr.replace("\n", " ")
     assert run(tmp_path / "run", env={"ASFT_FAULTS": "train.step@8=kill"}).returncode != 0
     _assert_sharded_per_rank(tmp_path / "run" / "checkpoints" / "step-0000006")
+    # one process cannot continue a two-process run: the data order follows the global batch
+    alone = subprocess.run([sys.executable, "-m", "asft.cli", "train", "--config", str(recipe),
+                            "--set", "logging.progress=false", "-o", str(tmp_path / "run"),
+                            "--resume"], capture_output=True, text=True, timeout=300)
+    assert alone.returncode != 0
+    assert "global batch of 8 pairs (2 process(es)), this run has 4" in alone.stderr.replace(
+        "\n", ""), alone.stderr[-2000:]
     resumed = run(tmp_path / "run", "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a = load_file(tmp_path / "full" / "model" / "model.safetensors")
