@@ -376,3 +376,24 @@ def test_answers_sample_like_fastchat(files, tmp_path, judge_factory, monkeypatc
     assert seen and {c.top_k for c in seen} == {mb.FASTCHAT_TOP_K} == {50}
     assert {c.temperature for c in seen} == {0.7, 0.0}
     assert len({c.seed for c in seen}) == len(seen)  # one seed per call, derived from its questions
+
+
+def test_condition_score_conditions_every_turn(files, tmp_path, judge_factory, monkeypatch):
+    """``--condition-score 10`` (arXiv 2410.08067): every conversation the model answers starts
+    with the relabel template's system message; the saved history stays plain."""
+    import asft.evaluate.generation as generation
+
+    real, seen = generation.generate_responses, []
+
+    def spy(model, tokenizer, conversations, config=None, **kw):
+        seen.extend(conversations)
+        return real(model, tokenizer, conversations, config, **kw)
+
+    monkeypatch.setattr(generation, "generate_responses", spy)
+    out = tmp_path / "run"
+    assert main(_argv(files, out, judge_factory(), "--no-judge", "--condition-score", "10",
+                      "--condition-template", "Aim for {score}/{max}.")) == 0
+    assert len(seen) == 6  # 3 questions, 2 turns
+    assert all(c[0] == {"role": "system", "content": "Aim for 10/10."} for c in seen)
+    assert all(m["role"] != "system" for c in seen for m in c[1:])
+    assert sorted(len(c) for c in seen) == [2, 2, 2, 4, 4, 4]  # turn 2 carries turn 1's reply

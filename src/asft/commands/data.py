@@ -1,5 +1,6 @@
 """``asft data check [SOURCE]``: load and tokenize a data set, print what was kept and dropped;
-``asft data prepare``: the same loader, into the token cache ahead of training."""
+``asft data prepare``: the same loader, into the token cache ahead of training;
+``asft data relabel``: reward-augmented pairs (:mod:`asft.commands.data_relabel`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ DEFAULT_TOKENIZER = "smollm2-135m"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from asft.commands import data_flags
+    from asft.commands import data_flags, data_relabel
 
     p = sub.add_parser("data", help="inspect and prepare preference data sets")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -44,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--report", type=Path, default=Path("data_report.json"), metavar="PATH",
                     help="where to write the report (default: ./data_report.json)")
     pr.set_defaults(func=run_prepare)
+    data_relabel.register(data_sub)
 
 
 def _load_table(report):

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from asft import atomic
-from asft.commands import data_flags
+from asft.commands import condition_flags, data_flags
 from asft.errors import AsftError
 
 DEFAULT_DATA = "builtin:mixed"
@@ -53,6 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     # the data section's keys (format, columns, on_bad_record, ...), as asft train reads them;
     # --split defaults to test for built-in and hub data, the whole file otherwise
     data_flags.add(p)
+    # a model trained on `asft data relabel` output answers prompts conditioned on a score
+    condition_flags.add(p)
     p.set_defaults(func=run)
 
 
@@ -89,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     if args.data_split is None:
         args.data_split = default_split(args.data)
     spec = data_flags.load(args, args.data).data
+    condition = condition_flags.condition(args)
     try:
         config = EvalConfig(
             generation=GenerationConfig(max_new_tokens=args.max_new_tokens,
@@ -103,11 +106,13 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, DataError) as err:
         raise AsftError(str(err)) from None
     _report_skips(loaded.report)
+    # the conditioned prompt is both generated from and scored under, as in training
+    pairs = [condition.pair(p) for p in loaded.pairs] if condition else loaded.pairs
     tokenizer = load_tokenizer(args.model)
     model = load_model(args.model, dtype=args.dtype)
     if torch.cuda.is_available():
         model = model.cuda()
-    results, generations = evaluate_pairs(model, tokenizer, loaded.pairs, config,
+    results, generations = evaluate_pairs(model, tokenizer, pairs, config,
                                           checker_for(args.data))
     results["data"] = loaded.report.to_dict()
     results["config"] = {
@@ -116,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         "top_p": args.top_p, "max_length": spec.max_length,
         "max_prompt_length": spec.max_prompt_length, "dtype": args.dtype, "seed": args.seed,
         "format": loaded.report.format, "on_bad_record": spec.on_bad_record,
+        "condition": condition.to_dict() if condition else None,
     }
     args.output.mkdir(parents=True, exist_ok=True)
     atomic.write_json(args.output / "eval.json", results)

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from asft import atomic
+from asft.commands import condition_flags
 from asft.errors import AsftError
 
 
@@ -61,6 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16")
     p.add_argument("--seed", type=int, default=0,
                    help="sampling seed; the same seed gives the same answers (default: 0)")
+    condition_flags.add(p)
     p.set_defaults(func=run)
 
 
@@ -109,7 +111,8 @@ def _load_references(args, questions) -> dict[int, tuple[str, ...]]:
 
 def _generator(args):
     """``generate(batch)`` for :func:`asft.evaluate.mt_bench.answer_questions`: the model's
-    replies, sampled at the batch's temperature after seeding torch with its seed."""
+    replies, sampled at the batch's temperature after seeding torch with its seed, each
+    conversation conditioned on ``--condition-score`` when given."""
     from dataclasses import replace
 
     import torch
@@ -125,14 +128,22 @@ def _generator(args):
 
     config = GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                               top_k=FASTCHAT_TOP_K)
-    return lambda batch: generate_responses(
-        model, tokenizer, batch, replace(config, temperature=batch.temperature, seed=batch.seed))
+    condition = condition_flags.condition(args)
+
+    def generate(batch):
+        # conditioned afresh each turn: the history keeps the plain questions and answers
+        conversations = [condition.prompt(c) for c in batch] if condition else batch
+        return generate_responses(model, tokenizer, conversations,
+                                  replace(config, temperature=batch.temperature, seed=batch.seed))
+
+    return generate
 
 
 def run(args: argparse.Namespace) -> int:
     from asft.evaluate import mt_bench as mb
 
     temperature = _check_args(args)
+    condition = condition_flags.condition(args)
     questions, prompts = _load_inputs(args)
     judge, references = _judge_client(args, questions)
     args.output.mkdir(parents=True, exist_ok=True)
@@ -152,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
                        judged, model_id, answer_log.path)
     scores = mb.summarize(questions, judgments)
     scores.update(model_id=model_id, judge_model=args.judge_model,
-                  temperature="fastchat" if temperature is None else temperature)
+                  temperature="fastchat" if temperature is None else temperature,
+                  condition=condition.to_dict() if condition else None)
     atomic.write_json(args.output / "scores.json", scores)
     _print_scores(scores, f"MT-Bench: {model_id} (judge {args.judge_model})")
     print(f"scores: {args.output / 'scores.json'}")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from asft.data.errors import DataError, OptionError, Skipped
 from asft.data.formats import (
@@ -25,6 +26,9 @@ BAD_RECORD_POLICIES = ("error", "skip")
 EMPTY_RESPONSE_POLICIES = ("keep", "bad")
 _MAX_EXAMPLES = 5
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Reads more of a record than the pair (e.g. its reward scores, asft.data.relabel); a DataError
+# it raises is a bad record like any other: located, then stopped at or skipped and counted.
+Extra = Callable[[Mapping], Any]
 
 
 def _key(messages: list[Message]) -> list[tuple[str, str]]:
@@ -106,9 +110,9 @@ def check_options(fmt: str, on_bad_record: str, empty_response: str, limit: int 
 
 def _read(opened: OpenedSource, report: LoadReport, adapter: Adapter | None, options: dict,
           on_bad_record: str, empty_response: str, limit: int | None, system: str | None,
-          skipped: Counter[str]) -> Iterator[PreferencePair]:
-    """The pairs of ``opened``, one by one; counts what it skips in ``skipped`` and fills
-    ``report`` as it goes."""
+          skipped: Counter[str], extra: Extra | None) -> Iterator[tuple[PreferencePair, Any]]:
+    """The pairs of ``opened``, one by one, each with ``extra(record)`` (None without
+    ``extra``); counts what it skips in ``skipped`` and fills ``report`` as it goes."""
     kept = 0
     for raw in opened.records:
         if limit is not None and kept >= limit:
@@ -122,7 +126,9 @@ def _read(opened: OpenedSource, report: LoadReport, adapter: Adapter | None, opt
                 adapter = make_adapter(report.format, **options)
             prompt, chosen, rejected = adapter(raw.data)
             prompt = with_system(prompt, system)
-            report.empty_responses += validate_pair(prompt, chosen, rejected, empty_response)
+            empty = validate_pair(prompt, chosen, rejected, empty_response)
+            value = None if extra is None else extra(raw.data)
+            report.empty_responses += empty
         except DataError as err:
             located = err.located(opened.name, raw.index, raw.unit or opened.unit)
             if on_bad_record == "error" and not isinstance(err, Skipped):
@@ -132,7 +138,7 @@ def _read(opened: OpenedSource, report: LoadReport, adapter: Adapter | None, opt
                 report.examples.append(str(located))
             continue
         kept += 1
-        yield PreferencePair(prompt, chosen, rejected, f"{opened.name}:{raw.index}")
+        yield PreferencePair(prompt, chosen, rejected, f"{opened.name}:{raw.index}"), value
 
 
 class PairStream:
@@ -156,9 +162,16 @@ class PairStream:
         self._skipped: Counter[str] = Counter()
 
     def __iter__(self) -> Iterator[PreferencePair]:
+        for pair, _ in self.with_extra(None):
+            yield pair
+
+    def with_extra(self, extra: Extra | None) -> Iterator[tuple[PreferencePair, Any]]:
+        """The pairs, each with ``extra(record)`` of the record it was read from (the raw
+        record, before ``columns`` renames anything). A :class:`DataError` from ``extra`` is a
+        bad record under the stream's ``on_bad_record``, like a bad pair."""
         report = self.report
         yield from _read(self._opened, report, self._adapter, self._options, *self._args,
-                         self._skipped)
+                         self._skipped, extra)
         report.skipped = dict(self._skipped)
         report.kept = report.read - sum(self._skipped.values())
         if report.read == 0:

@@ -120,8 +120,8 @@ def check(spec: Spec) -> None:
 def read(spec: Spec, *, seed: int = 0, limit: int | None = None) -> LoadResult:
     """The pairs of ``spec.source`` as the spec says to read them (``limit`` overrides
     ``spec.limit``; ``seed`` draws the rejected completion of rated data)."""
-    stream = _stream(spec, seed, spec.limit if limit is None else limit)
-    return LoadResult(list(stream), stream.report)
+    pairs = stream(spec, seed, spec.limit if limit is None else limit)
+    return LoadResult(list(pairs), pairs.report)
 
 
 @dataclass
@@ -217,7 +217,7 @@ def prepare(spec: Spec, tokenizer: Any, *, seed: int = 0, limit: int | None = No
     streams: list[PairStream] = []
 
     def chunks():
-        streams.append(_stream(spec, seed, limit))
+        streams.append(stream(spec, seed, limit))
         return chunked(streams[-1])
 
     total = count_records(spec.source) if progress else None
@@ -236,9 +236,10 @@ def _same_draw(hit: TokenizeResult, seed: int) -> bool:
     return header["load"]["format"] != "rated" or header.get("seed") == seed
 
 
-def _stream(spec: Spec, seed: int, limit: int | None) -> PairStream:
+def stream(spec: Spec, seed: int = 0, limit: int | None = None) -> PairStream:
     """The one place the spec's keys become the loader's arguments (:func:`read` lists the
-    stream's pairs; :func:`prepare` tokenizes them as they come)."""
+    stream's pairs; :func:`prepare` tokenizes them as they come; ``asft data relabel`` reads
+    each pair's scores with them, :meth:`PairStream.with_extra`)."""
     return PairStream(spec.source, fmt=spec.format, columns=spec.columns or None,
                       on_bad_record=spec.on_bad_record, split=spec.split,
                       empty_response=spec.empty_response, limit=limit, system=spec.system,
