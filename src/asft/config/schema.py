@@ -360,6 +360,8 @@ def field_docs(cls: type) -> dict[str, str]:
 
 
 def dump_value(value: Any) -> str:
+    if isinstance(value, list):  # a list of sections (stages) as a flow list of mappings
+        value = [dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for v in value]
     text = yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False).strip()
     return text.removesuffix("\n...").removesuffix("...").strip()
 
@@ -401,6 +403,10 @@ def describe(cls: type) -> str:
                 lines.append(f"  {prefix}{f.name} = {dump_value(getattr(default, f.name))}"
                              f"  ({_type_name(tp)})")
                 lines.extend("      " + w for w in _wrap(docs.get(f.name, ""), 88))
+                item = typing.get_args(tp)[0] if typing.get_origin(tp) is list else None
+                if item is not None and dataclasses.is_dataclass(item):
+                    lines.append(f"\n{prefix}{f.name}[i]:  each item of {f.name}")
+                    walk(item, f"{prefix}{f.name}[i].")
 
     walk(cls, "")
     return "\n".join(lines).strip() + "\n"

@@ -266,9 +266,9 @@ class DistributedConfig(Section):
     (torch's ``fully_shard``, applied by asft): each decoder layer, then the whole model,
     sharded over the processes; fp32 master weights and AdamW state are sharded, and
     ``training.precision: bf16-mixed`` computes in bf16 through FSDP2's mixed-precision
-    policy; checkpoints hold the whole state, gathered to the main process, and resume
-    exactly. LoRA and ``reference.strategy: copy`` are not supported
-    under ``fsdp`` yet. ``auto``: ``fsdp`` on GPUs when the fp32 training state (16 bytes a
+    policy; each process writes its own shards of the weights and optimizer state into a
+    checkpoint (torch DCP, safetensors) and reads them back on resume, exactly; a ``copy``
+    reference model is sharded too. LoRA is not supported under ``fsdp`` yet. ``auto``: ``fsdp`` on GPUs when the fp32 training state (16 bytes a
     parameter) would fill more than 80% of one GPU, else ``ddp``. One process never shards."""
 
     cpu_offload: bool = False
@@ -337,6 +337,47 @@ class HubConfig(Section):
                 "must not be empty (null: none)")
 
 
+_STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass
+class StageConfig(Section):
+    """One stage of a staged run (``stages:``): trained from the model the previous stage
+    ended with (the first from ``model.name``), with the run's settings except what the stage
+    overrides. The two-stage beta-ASFT of arXiv 2502.01237: ``sft`` on the chosen responses,
+    then ``asft`` with ``sft_weight: 0`` and ``beta < 1``."""
+
+    name: str = "stage"
+    """Names the stage's folder (``stages/01-<name>``) and its ``stage`` field in metrics.jsonl."""
+
+    loss: str | None = None
+    """Registered loss of this stage; null: the run's ``loss.name``."""
+
+    hparams: dict[str, float] | None = None
+    """This stage's loss hyperparameters; null: the run's ``loss.hparams`` when the stage
+    keeps the run's loss, else the loss's defaults."""
+
+    lr: float | None = None
+    """Peak learning rate of this stage; null: the run's ``optim.lr``."""
+
+    max_steps: int | None = None
+    """Optimizer steps of this stage; null: ``epochs`` when set, else the run's
+    ``training.max_steps``/``training.epochs``."""
+
+    epochs: int | None = None
+    """Passes over the data in this stage (used when max_steps is null)."""
+
+    def validate(self) -> None:
+        require(bool(_STAGE_NAME.match(self.name)), "name",
+                f"must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or "
+                f"digit (it names a folder), got {self.name!r}")
+        require(self.lr is None or self.lr > 0, "lr", f"must be > 0 or null, got {self.lr}")
+        require(self.max_steps is None or 1 <= self.max_steps <= 10**9, "max_steps",
+                f"must be in [1, 1e9] or null, got {self.max_steps}")
+        require(self.epochs is None or 1 <= self.epochs <= 10**6, "epochs",
+                f"must be in [1, 1e6] or null, got {self.epochs}")
+
+
 @dataclass
 class Config(Section):
     """A training run. ``Config()`` is the default job of ``asft train``."""
@@ -381,10 +422,23 @@ class Config(Section):
     hub: HubConfig = field(default_factory=HubConfig)
     """Publishing the final model to the Hugging Face Hub (off by default)."""
 
+    stages: list[StageConfig] = field(default_factory=list)
+    """Stages trained one after another in one output folder, each from the previous one's
+    model (see StageConfig); empty: one stage, this config itself."""
+
     def validate(self) -> None:
         require(0 <= self.seed < 2**63, "seed", f"must be in [0, 2**63), got {self.seed}")
         require(self.output_dir is None or bool(self.output_dir.strip()), "output_dir",
                  "must not be empty")
+        names = [s.name for s in self.stages]
+        for i, stage in enumerate(self.stages):
+            require(names.index(stage.name) == i, f"stages[{i}].name",
+                    f"{stage.name!r} names two stages; each needs its own name (it names a folder)")
+            try:
+                stage_loss(self, stage)
+            except FieldError as err:
+                where = "loss" if err.field_name == "name" else err.field_name
+                raise FieldError(f"stages[{i}].{where}", err.message) from None
         from asft.losses import LOSSES
 
         if LOSSES[self.loss.name].needs_reference:
@@ -397,6 +451,16 @@ class Config(Section):
                 raise FieldError("reference.model",
                                  "strategy 'adapter' uses the policy's base weights; "
                                  "a separate reference model needs 'copy' or 'cache'")
+
+
+def stage_loss(cfg: Config, stage: StageConfig) -> LossConfig:
+    """The loss section of ``stage``: its loss and hyperparameters, resolved and checked."""
+    name = stage.loss or cfg.loss.name
+    if stage.hparams is not None:
+        hparams = stage.hparams
+    else:
+        hparams = dict(cfg.loss.hparams) if name == cfg.loss.name else {}
+    return LossConfig(name=name, hparams=dict(hparams))
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str | tuple[str, Any]] = ()) -> Config:

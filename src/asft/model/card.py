@@ -10,6 +10,7 @@ training settings, the final held-out probe metrics, and the citation of ASFT
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from asft.config import Config
+from asft.config import Config, stage_loss
 from asft.model.load import SMOLLM2_ALIASES, SMOLLM2_HUB_ID
 
 CITATION = """@article{wang2024asft,
@@ -102,10 +103,11 @@ def model_card(cfg: Config, facts: RunFacts, repo_id: str | None = None) -> str:
     module docstring lists."""
     front = yaml.safe_dump(metadata(cfg), sort_keys=False, allow_unicode=True)
     title = (repo_id or cfg.hub.repo_id or "").rsplit("/", 1)[-1] or "asft model"
+    losses = " then ".join(f"**{stage_loss(cfg, st).name}**" for st in cfg.stages) or f"**{cfg.loss.name}**"
     parts = [f"---\n{front}---\n", f"# {title}\n",
-             f"{_starting_point(cfg)} trained with the **{cfg.loss.name}** loss on preference "
+             f"{_starting_point(cfg)} trained with the {losses} loss on preference "
              f"pairs from `{cfg.data.source}`, by [asft](https://pypi.org/project/asft-align/).\n",
-             _base_section(cfg), _data_section(cfg, facts), _loss_section(cfg),
+             _base_section(cfg), _data_section(cfg, facts), _stages_section(cfg),
              _training_section(cfg, facts), _results_section(facts), _usage_section(cfg, repo_id),
              f"## Citation\n\n```bibtex\n{CITATION}\n```\n"]
     return "\n".join(parts)
@@ -153,6 +155,20 @@ def _data_section(cfg: Config, facts: RunFacts) -> str:
     rows.append(("max length (prompt)", f"{cfg.data.max_length} ({cfg.data.max_prompt_length}) tokens, "
                                         f"longer pairs: {cfg.data.overflow}"))
     return "## Data\n\n" + _table(("data", "value"), rows)
+
+
+def _stages_section(cfg: Config) -> str:
+    """The loss section, or one per stage of a staged run (its loss, lr and length)."""
+    if not cfg.stages:
+        return _loss_section(cfg)
+    out = []
+    for i, stage in enumerate(cfg.stages, 1):
+        length = (f"{stage.max_steps} steps" if stage.max_steps else
+                  f"{stage.epochs} epoch(s)" if stage.epochs else "the run's length")
+        lr = stage.lr if stage.lr is not None else cfg.optim.lr
+        body = _loss_section(dataclasses.replace(cfg, loss=stage_loss(cfg, stage)))
+        out.append(body.replace("## Loss", f"## Stage {i}: {stage.name} (lr {lr:g}, {length})", 1))
+    return "\n".join(out)
 
 
 def _loss_section(cfg: Config) -> str:

@@ -1,0 +1,166 @@
+"""Staged runs (``stages:`` in the config): several trainings one after another in one output
+folder, each starting from the model the previous one ended with.
+
+The two-stage beta-ASFT of arXiv 2502.01237 is the case in point: SFT on the chosen responses,
+then ASFT's alignment term alone (``sft_weight: 0``, ``beta < 1``) from the SFT model. Each
+stage is an ordinary run of :func:`asft.train.loop.train` (its own checkpoints, exact resume,
+final model) in ``stages/01-<name>/``, ``stages/02-<name>/``, ...; the stage's config is the
+run's with the stage's loss, hyperparameters, learning rate and length, and ``model.name`` set
+to the previous stage's ``model/``. Around them this module keeps the run folder::
+
+    config.yaml      the whole config, stages included
+    metrics.jsonl    every stage's records in order, each with ``stage`` (its name) and
+                     ``stage_step``; ``step`` counts on across the stages
+    model/           the last stage's model (hard links: no second copy on disk)
+    summary.json     the whole run: steps, first and last loss and probe
+    stages/          the stages' own run folders (live metrics of the running stage are there)
+
+``--resume`` skips the stages that finished (their ``summary.json`` exists), resumes the
+running one from its newest checkpoint and starts the rest; a killed staged run therefore
+loses at most the steps since the running stage's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from asft import atomic
+from asft.config import Config, stage_loss, to_yaml
+from asft.config.sections import StageConfig
+from asft.errors import AsftError
+from asft.train.loop import TrainResult
+from asft.train.loop import train as train_one
+from asft.train.rundir import DATA_REPORT, SUMMARY_FILE, default_output_dir
+
+STAGES_DIR = "stages"
+
+
+def stage_dir(out: Path, index: int, stage: StageConfig) -> Path:
+    """``out/stages/01-sft`` for the first stage named ``sft``."""
+    return out / STAGES_DIR / f"{index + 1:02d}-{stage.name}"
+
+
+def stage_config(cfg: Config, index: int, out: Path) -> Config:
+    """The config of stage ``index``: the run's, with the stage's overrides, trained from the
+    previous stage's final model, into the stage's folder, never pushed by itself."""
+    stage = cfg.stages[index]
+    training = cfg.training
+    if stage.max_steps is not None:
+        training = dataclasses.replace(training, max_steps=stage.max_steps)
+    elif stage.epochs is not None:
+        training = dataclasses.replace(training, max_steps=None, epochs=stage.epochs)
+    model = cfg.model
+    if index > 0:
+        model = dataclasses.replace(model, name=str(stage_dir(out, index - 1, cfg.stages[index - 1])
+                                                    / "model"))
+    return dataclasses.replace(
+        cfg, output_dir=str(stage_dir(out, index, stage)), stages=[], model=model,
+        loss=stage_loss(cfg, stage), training=training,
+        optim=dataclasses.replace(cfg.optim, lr=stage.lr if stage.lr is not None else cfg.optim.lr),
+        hub=dataclasses.replace(cfg.hub, repo_id=None))
+
+
+def _main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _prepare_folder(out: Path, cfg: Config, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix a new staged run into an old one (every process judges, so that all stop
+    together); the main process clears it with ``overwrite`` and writes the config."""
+    held = (out / STAGES_DIR).exists() or (out / "metrics.jsonl").exists()
+    if held and not resume and not overwrite:
+        raise AsftError(f"{out} holds a run: continue it with --resume, or pass --overwrite "
+                        "to train it again")
+    if not _main():
+        return
+    if held and overwrite:
+        for name in (STAGES_DIR, "model", "metrics.jsonl", SUMMARY_FILE):
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(out / "config.yaml", to_yaml(cfg))
+
+
+def _merge_metrics(out: Path, cfg: Config, done: list[TrainResult]) -> None:
+    """The finished stages' records in one ``metrics.jsonl``: ``step`` continues across
+    stages (a stage's step 0, the probe before it trains, follows the previous stage's last
+    step), ``stage`` and ``stage_step`` say where each record came from."""
+    records, offset = [], 0
+    for stage, result in zip(cfg.stages, done):
+        for line in result.metrics_path.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                records.append({**r, "step": offset + r["step"], "stage": stage.name,
+                                "stage_step": r["step"]})
+        offset += result.steps
+    atomic.write_jsonl(out / "metrics.jsonl", records)
+
+
+def _link_model(src: Path, dest: Path) -> None:
+    """``dest`` as a copy of folder ``src`` made of hard links (a plain copy across file
+    systems), written aside and renamed into place."""
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    with atomic.folder(dest) as tmp:
+        shutil.copytree(src, tmp, copy_function=link, dirs_exist_ok=True)
+
+
+def _finished(path: Path) -> TrainResult | None:
+    """The result of a stage that finished (its summary.json), else None."""
+    summary = path / SUMMARY_FILE
+    if not summary.is_file():
+        return None
+    d = json.loads(summary.read_text())
+    paths = {"output_dir", "model_dir", "metrics_path", "config_path", "resumed_from"}
+    return TrainResult(**{k: (Path(v) if k in paths and v is not None else v) for k, v in d.items()
+                          if k in {f.name for f in dataclasses.fields(TrainResult)}})
+
+
+def train(config: Config, *, resume: bool = False, overwrite: bool = False,
+          console: Any = None) -> TrainResult:
+    """Train ``config``: one run, or its ``stages`` one after another (module docstring)."""
+    if not config.stages:
+        return train_one(config, resume=resume, overwrite=overwrite, console=console)
+    out = Path(config.output_dir) if config.output_dir else default_output_dir(config)
+    cfg = dataclasses.replace(config, output_dir=str(out))
+    _prepare_folder(out, cfg, resume, overwrite)
+    done: list[TrainResult] = []
+    for i, stage in enumerate(cfg.stages):
+        sub = stage_dir(out, i, stage)
+        result = _finished(sub)
+        if result is None:
+            result = train_one(stage_config(cfg, i, out), resume=resume and sub.exists(),
+                               overwrite=overwrite, console=console)
+        done.append(result)
+        if _main():
+            _merge_metrics(out, cfg, done)
+    last, first = done[-1], done[0]
+    model_dir = None
+    if _main() and last.model_dir is not None:
+        model_dir = out / "model"
+        _link_model(last.model_dir, model_dir)
+        report = last.output_dir / DATA_REPORT  # the data every stage read (a model card's)
+        if report.is_file():
+            shutil.copyfile(report, out / DATA_REPORT)
+    result = TrainResult(
+        output_dir=out, model_dir=model_dir or out / "model", metrics_path=out / "metrics.jsonl",
+        config_path=out / "config.yaml", steps=sum(r.steps for r in done),
+        pairs_seen=sum(r.pairs_seen for r in done), loss_first=first.loss_first,
+        loss_last=last.loss_last, probe_first=first.probe_first, probe_last=last.probe_last,
+        resumed_from=next((r.resumed_from for r in done if r.resumed_from), None),
+        elapsed_s=sum(r.elapsed_s for r in done), timing={})
+    if _main():
+        atomic.write_json(out / SUMMARY_FILE, result.to_dict())
+    return result
