@@ -100,3 +100,18 @@ def test_the_model_card_of_a_staged_run_names_each_stage(full):
     assert "## Stage 1: sft (lr 0.001, 4 steps)" in text
     assert "## Stage 2: align (lr 0.0002, 4 steps)" in text and "`sft_weight` | 0" in text
     assert "2409.10571" in text and "training pairs" in text  # the data report came along
+
+
+@pytest.mark.slow
+def test_stages_run_in_one_process_group_under_torchrun(tmp_path):
+    """Two processes, sharded (fsdp): the second stage trains in the process group the first
+    one used (it is ended once, after the last stage)."""
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "asft.cli", "train", "--config", str(RECIPE), "--set", "logging.progress=false",
+         "--set", "distributed.strategy=fsdp", "-o", str(out)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((out / "summary.json").read_text())["steps"] == 8
+    assert [r["stage"] for r in _records(out / "metrics.jsonl") if "loss" in r] == ["sft"] * 2 + ["align"] * 2

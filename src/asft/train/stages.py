@@ -22,6 +22,7 @@ loses at most the steps since the running stage's last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -130,9 +131,25 @@ def _finished(path: Path) -> TrainResult | None:
 
 def train(config: Config, *, resume: bool = False, overwrite: bool = False,
           console: Any = None) -> TrainResult:
-    """Train ``config``: one run, or its ``stages`` one after another (module docstring)."""
-    if not config.stages:
-        return train_one(config, resume=resume, overwrite=overwrite, console=console)
+    """Train ``config``: one run, or its ``stages`` one after another (module docstring).
+    A multi-process run's process group is ended once, after the last stage."""
+    try:
+        if not config.stages:
+            return train_one(config, resume=resume, overwrite=overwrite, console=console)
+        return _train_stages(config, resume, overwrite, console)
+    finally:
+        _end_process_group()
+
+
+def _end_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        with contextlib.suppress(AssertionError, RuntimeError, ValueError):
+            dist.destroy_process_group()
+
+
+def _train_stages(config: Config, resume: bool, overwrite: bool, console: Any) -> TrainResult:
     out = Path(config.output_dir) if config.output_dir else default_output_dir(config)
     cfg = dataclasses.replace(config, output_dir=str(out))
     _prepare_folder(out, cfg, resume, overwrite)
