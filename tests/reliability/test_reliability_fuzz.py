@@ -453,7 +453,14 @@ result_docs = (st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v)
                | st.fixed_dictionaries({"label": json_scalars}, optional={
                    "metrics": json_values | st.dictionaries(st.text(max_size=6), json_scalars, max_size=3),
                    "train_s": json_scalars, "eval_s": json_scalars, "peak_memory_bytes": json_scalars,
-                   "run_dir": json_scalars, "error": json_scalars, "extra": json_scalars})
+                   "run_dir": json_scalars, "error": json_scalars, "extra": json_scalars,
+                   # the sweep's fields (asft compare --lrs/--seeds), well formed or not
+                   "lr": json_scalars, "lr_grid": json_values | st.lists(st.floats(1e-9, 0.5)),
+                   "seeds": json_values | st.lists(st.integers()),
+                   "ci95": json_values | st.dictionaries(
+                       st.text(max_size=6), st.lists(st.floats(allow_nan=False), min_size=2, max_size=2)),
+                   "per_seed": json_values, "validation": json_values | st.dictionaries(
+                       st.sampled_from(["1e-05", "0.001", "untrained", "x"]), json_scalars)})
                .map(lambda d: json.dumps(d).encode()))
 
 
@@ -467,8 +474,9 @@ class _CompareSettings:
 @FUZZ
 @given(result_docs)
 def test_compare_result_and_settings_files(data):
-    """result.json of a finished job is reused only when it is a well-formed result (else the
-    job runs again); an unreadable settings.json stops the rerun with a message naming it."""
+    """result.json (or validation.json) of a finished job is reused only when it is a
+    well-formed result (else the job runs again) and renders in a report; an unreadable
+    settings.json stops the rerun with a message naming it."""
     from asft.commands.compare import _check_same_settings
     from asft.errors import AsftError
     from asft.experiments.compare import read_result

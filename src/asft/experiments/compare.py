@@ -4,38 +4,55 @@ and the untrained base model are evaluated on the same held-out pairs
 (:func:`asft.evaluate.heldout.evaluate_pairs`); a Markdown report and the likelihood-dynamics
 plot summarize them.
 
-Each job (the base evaluation, then one per method) runs in a fresh process by default, so
-the peak memory reported for it is its own and one method's leftovers cannot affect the next.
-A job whose ``result.json`` exists is not run again: an interrupted comparison resumes.
+With a learning-rate grid and several seeds (:mod:`asft.experiments.sweep`), each method's
+learning rate is chosen on validation pairs held out from training and test
+(:mod:`asft.experiments.splits`), and the chosen one is retrained at every seed; the report
+gives means over seeds with 95% t-intervals (:mod:`asft.experiments.intervals`).
+
+Each job runs in a fresh process by default (:mod:`asft.experiments.jobs`), so the peak
+memory reported for it is its own and one method's leftovers cannot affect the next. A job
+whose result file exists is not run again: an interrupted comparison resumes job by job.
 
 Output folder::
 
     report.md        the table, observations, plot and reproducing command
     dynamics.png     probe log-likelihoods during training, one line per method
-    results.json     every number of the report
+    results.json     every number of the report, one row per method (base model first)
     runs/<method>/   each method's training output (config.yaml, metrics.jsonl, model/) and
-                     its result.json; runs/base/result.json for the untrained model
+                     its result.json; runs/base/result.json for the untrained model. With a
+                     grid or several seeds, one folder per run instead:
+                     runs/<method>/lr-<lr>/seed-<seed>/ with validation.json (selection
+                     runs) and result.json (test runs); runs/base/validation.json.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import multiprocessing
 import platform
-import resource
-import sys
-import time
-import traceback
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from asft import atomic
-from asft.evaluate.methods import MethodSpec
+from asft.evaluate.methods import MethodSpec, number_text
+from asft.experiments.jobs import read_result, run_one, training_config
 from asft.experiments.report import MethodResult
+from asft.experiments.splits import TEST, VALIDATION, eval_source
+from asft.experiments.sweep import (
+    BASE_FOLDER,
+    CRITERIA,
+    Job,
+    base_row,
+    is_swept,
+    lr_grid,
+    method_row,
+    run_folder,
+    seed_list,
+    select_lr,
+    selection_failure,
+)
+
+__all__ = ["DEFAULT_METHODS", "CompareSettings", "eval_source", "read_result", "run_compare",
+           "training_config"]
 
 DEFAULT_METHODS = "sft,dpo,orpo,simpo,asft,asft:beta=0.1,sft_weight=0"
-RESULT_FILE = "result.json"
 
 
 @dataclass
@@ -43,18 +60,27 @@ class CompareSettings:
     """A comparison.
 
     Attributes:
-        methods: what to compare (:func:`asft.evaluate.methods.parse_methods`).
+        methods: what to compare (:func:`asft.evaluate.methods.parse_methods`); a method's
+            own ``lr=a|b`` replaces ``lrs`` for it.
         output_dir: folder for the report, the plot and every run.
         config: base training YAML (None: the trainer's defaults, the default job).
         overrides: ``dotted.key=value`` training overrides applied to every method
             (e.g. ``model.name=tiny-llama``, ``training.max_steps=60``).
         eval_data: held-out source for evaluation; None: the training source's ``test`` split.
         eval_split: split of ``eval_data`` (None: ``test`` when eval_data is None).
-        eval_samples: held-out pairs evaluated (generation and scoring).
+        eval_samples: held-out (test) pairs evaluated (generation and scoring).
         max_new_tokens: generated tokens per answer (greedy).
         eval_batch_size: prompts per generate call and pairs per scoring forward.
         isolate: run each job in a fresh process (per-job peak memory; slower start).
         rerun: ignore existing results and run every job again.
+        lrs: learning rates shared by the methods; with more than one, each method's is
+            chosen on the validation pairs. Empty: the config's ``optim.lr``, no choice.
+        seeds: runs per method at its learning rate, with seeds counted up from the config's
+            ``seed``; metrics are their mean with a 95% t-interval.
+        select_by: the validation criterion that chooses the learning rate: ``accuracy``
+            (preference accuracy, mean log-prob per token of chosen > rejected; no
+            generation) or ``bleu4`` (BLEU-4 of greedy answers against the chosen ones).
+        val_samples: validation pairs, read after the training pairs of the training source.
     """
 
     methods: list[MethodSpec]
@@ -68,175 +94,82 @@ class CompareSettings:
     eval_batch_size: int = 16
     isolate: bool = True
     rerun: bool = False
+    lrs: list[float] = field(default_factory=list)
+    seeds: int = 1
+    select_by: str = "accuracy"
+    val_samples: int = 100
+
+    def __post_init__(self) -> None:
+        if self.select_by not in CRITERIA:
+            raise ValueError(f"select_by must be one of {', '.join(CRITERIA)}, got {self.select_by!r}")
+        for name in ("eval_samples", "seeds", "val_samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def selects(self, cfg) -> bool:
+        """Whether any method chooses its learning rate (has more than one)."""
+        return any(len(lr_grid(self, m, cfg)) > 1 for m in self.methods)
 
 
-def training_config(settings: CompareSettings, method: MethodSpec | None):
-    """The trainer :class:`~asft.config.Config` for ``method`` (None: the base model's).
+def check_configs(settings: CompareSettings) -> None:
+    """Build every training config the comparison will use (each method at each learning
+    rate), so that a bad value stops it before anything runs; and, when learning rates are
+    chosen, make sure validation pairs can be held out after the training pairs."""
+    cfg = training_config(settings, None)
+    for method in settings.methods:
+        for lr in lr_grid(settings, method, cfg):
+            training_config(settings, method, lr=lr)
+    if settings.selects(cfg) and cfg.data.limit is None:
+        from asft.errors import AsftError
 
-    Unless the settings fix ``data.limit``, only the pairs the budget uses are read
-    (steps x global batch of one process, plus the probe): every method then sees the same
-    pairs once, and a reference loss scores just those for its cached reference log-probs.
-    """
-    from asft.config import load_config
-
-    overrides: list = list(settings.overrides)
-    if method is not None:
-        overrides += [("loss.name", method.name), ("loss.hparams", dict(method.hparams)),
-                      ("output_dir", str(settings.output_dir / "runs" / method.slug))]
-    cfg = load_config(settings.config, overrides)
-    t = cfg.training
-    if cfg.data.limit is None and t.max_steps is not None:
-        needed = t.max_steps * t.batch_size * t.grad_accum + cfg.data.probe_size
-        cfg = load_config(settings.config, [*overrides, ("data.limit", needed)])
-    return cfg
+        raise AsftError("choosing a learning rate holds out validation pairs after the training "
+                        "pairs, so training must read a bounded prefix of its source: set "
+                        "training.max_steps or data.limit")
 
 
-def eval_source(settings: CompareSettings, cfg) -> tuple[str, str | None]:
-    """(source, split) of the held-out pairs."""
-    if settings.eval_data is not None:
-        return settings.eval_data, settings.eval_split
-    return cfg.data.source, settings.eval_split or "test"
-
-
-def _peak_memory() -> int:
-    """Peak memory of this process: GPU allocations when on CUDA, else resident set size."""
-    import torch
-
-    if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
-        return int(torch.cuda.max_memory_allocated())
-    # ru_maxrss is in KiB on Linux, in bytes on macOS.
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(rss if sys.platform == "darwin" else rss * 1024)
-
-
-def run_job(settings: CompareSettings, method: MethodSpec | None) -> MethodResult:
-    """Train ``method`` (None: skip training, evaluate the base model) and evaluate it."""
-    import torch
-
-    from asft.data.spec import read
-    from asft.evaluate.generation import GenerationConfig
-    from asft.evaluate.heldout import EvalConfig, checker_for, evaluate_pairs
-    from asft.model.load import load_model, load_tokenizer
-
-    cfg = training_config(settings, method)
-    label = method.label if method is not None else "base"
-    run_dir = settings.output_dir / "runs" / (method.slug if method is not None else "base")
-    train_s = 0.0
-    model_name = cfg.model.name
-    if method is not None:
-        from asft.train import train
-
-        start = time.perf_counter()
-        result = train(cfg, overwrite=True)
-        train_s = time.perf_counter() - start
-        model_name = str(result.model_dir)
-    source, split = eval_source(settings, cfg)
-    # the held-out pairs are read with the training data's spec (format, columns, policies)
-    spec = replace(cfg.data, source=source, split=split, limit=None)
-    pairs = read(spec, seed=cfg.seed, limit=settings.eval_samples).pairs
-    start = time.perf_counter()
-    tokenizer = load_tokenizer(model_name)
-    model = load_model(model_name, dtype=cfg.model.dtype)
-    if torch.cuda.is_available():
-        model = model.cuda()
-    config = EvalConfig(
-        generation=GenerationConfig(max_new_tokens=settings.max_new_tokens,
-                                    batch_size=settings.eval_batch_size),
-        num_samples=settings.eval_samples, max_length=cfg.data.max_length,
-        max_prompt_length=cfg.data.max_prompt_length, score_batch_size=settings.eval_batch_size,
-        overflow=cfg.data.overflow, boundary=cfg.data.boundary,
-    )
-    # Evaluate in the precision the methods train in (bf16 autocast over fp32 weights by default).
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    with torch.autocast(device, dtype=torch.bfloat16,
-                        enabled=cfg.training.precision == "bf16-mixed"):
-        metrics, generations = evaluate_pairs(model, tokenizer, pairs, config, checker_for(source))
-    eval_s = time.perf_counter() - start
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic.write_jsonl(run_dir / "generations.jsonl", generations, ensure_ascii=False)
-    return MethodResult(label, metrics, train_s, eval_s, _peak_memory(),
-                        str(run_dir.relative_to(settings.output_dir)))
-
-
-def _job_entry(settings: CompareSettings, method: MethodSpec | None, result_path: str) -> None:
-    """Child-process entry: run the job and write its result (or its error) as JSON."""
-    try:
-        result = run_job(settings, method)
-    except BaseException as err:  # reported to the parent, which records the failure
-        result = MethodResult(method.label if method else "base",
-                              error=f"{type(err).__name__}: {err}\n{traceback.format_exc()}")
-    atomic.write_json(result_path, asdict(result))
-
-
-def _run_isolated(settings: CompareSettings, method: MethodSpec | None, result_path: Path) -> MethodResult:
-    ctx = multiprocessing.get_context("spawn")
-    tmp = result_path.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)
-    proc = ctx.Process(target=_job_entry, args=(settings, method, str(tmp)))
-    proc.start()
-    proc.join()
-    if not tmp.is_file():
-        return MethodResult(method.label if method else "base",
-                            error=f"the job's process ended with exit code {proc.exitcode} "
-                                  "and no result (killed, or out of memory?)")
-    return MethodResult(**json.loads(tmp.read_text()))
-
-
-def read_result(path: Path) -> MethodResult | None:
-    """The result saved in ``path``; None when it is unreadable or not a result of the right
-    shape (a write cut short by a kill, a hand edit), so that its job is run again."""
-    try:
-        result = MethodResult(**json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError, RecursionError):
-        return None
-
-    def number(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-    ok = (isinstance(result.label, str) and isinstance(result.metrics, dict)
-          and all(isinstance(k, str) and (v is None or number(v)) for k, v in result.metrics.items())
-          and number(result.train_s) and number(result.eval_s)
-          and (result.peak_memory_bytes is None or number(result.peak_memory_bytes))
-          and isinstance(result.run_dir, str) and isinstance(result.error, str))
-    return result if ok else None
+def _method(settings: CompareSettings, method: MethodSpec, cfg, seeds: list[int], log) -> MethodResult:
+    """A method's row: choose its learning rate when it has several, then test it at each seed."""
+    grid, swept, key = lr_grid(settings, method, cfg), is_swept(settings, method), CRITERIA[settings.select_by]
+    selection = {}
+    if len(grid) > 1:
+        for lr in grid:
+            job = Job(method, VALIDATION, lr, seeds[0], run_folder(method, lr, seeds[0], True))
+            selection[lr] = run_one(settings, job, log)
+        failed = selection_failure(method, grid, seeds, selection, key)
+        if failed is not None:
+            log(f"[{method.label}] no learning rate chosen: {failed.error.splitlines()[0]}")
+            return failed
+        chosen = select_lr(selection, key)
+        log(f"[{method.label}] chose lr {number_text(chosen)} (validation {key} "
+            f"{selection[chosen].metrics[key]:.4g})")
+    else:
+        chosen = grid[0]
+    tests = []
+    for seed in seeds:
+        folder = run_folder(method, chosen, seed, swept)
+        # the selection run at the chosen lr is the first seed's run: same config and data
+        reuse = seed == seeds[0] and chosen in selection and (settings.output_dir / folder / "model").is_dir()
+        job = Job(method, TEST, chosen if swept else None, seed if swept else None, folder, not reuse)
+        tests.append(run_one(settings, job, log))
+    return method_row(method, chosen, grid, seeds, tests, selection, key,
+                      run_folder(method, chosen, seeds[0], swept))
 
 
 def run_compare(settings: CompareSettings, log=print) -> list[MethodResult]:
-    """Run (or resume) every job and return the results, base model first.
+    """Run (or resume) every job and return one row per method, base model first.
 
     A failed job is recorded with its error and the comparison goes on; its result file is
     not written as final, so a rerun tries it again.
     """
     settings.output_dir.mkdir(parents=True, exist_ok=True)
-    results = []
-    for method in [None, *settings.methods]:
-        label = method.label if method is not None else "base"
-        run_dir = settings.output_dir / "runs" / (method.slug if method is not None else "base")
-        path = run_dir / RESULT_FILE
-        previous = read_result(path) if path.is_file() and not settings.rerun else None
-        if previous is not None:
-            log(f"[{label}] done before; reusing {path}")
-            results.append(previous)
-            continue
-        if path.is_file() and not settings.rerun:
-            log(f"[{label}] {path} is unreadable (an interrupted write?); running the job again")
-        log(f"[{label}] {'evaluating the base model' if method is None else 'training'}")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if settings.isolate:
-            result = _run_isolated(settings, method, path)
-        else:
-            try:
-                result = run_job(settings, method)
-                result.peak_memory_bytes = None  # the process's peak covers earlier jobs too
-            except Exception as err:
-                result = MethodResult(label, error=f"{type(err).__name__}: {err}")
-        if result.error:
-            log(f"[{label}] failed: {result.error.splitlines()[0]}")
-        else:
-            atomic.write_json(path, asdict(result))
-            log(f"[{label}] train {result.train_s:.0f}s, eval {result.eval_s:.0f}s")
-        results.append(result)
-    return results
+    cfg = training_config(settings, None)
+    seeds = seed_list(settings, cfg)
+    base = run_one(settings, Job(None, TEST, folder=BASE_FOLDER, train=False), log)
+    validation = None
+    if settings.selects(cfg):
+        validation = run_one(settings, Job(None, VALIDATION, folder=BASE_FOLDER, train=False), log)
+    rows = [base_row(base, validation, CRITERIA[settings.select_by])]
+    return rows + [_method(settings, method, cfg, seeds, log) for method in settings.methods]
 
 
 def describe_machine() -> str:
