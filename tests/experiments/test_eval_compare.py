@@ -90,3 +90,36 @@ def test_compare_validates_before_running(tmp_path, capsys):
                  "--output", str(tmp_path)]) == 1
     assert "max_steps" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_staged_method_splits_the_budget_between_its_stages(tmp_path, monkeypatch, capsys):
+    """``sft>asft:...`` (two-stage beta-ASFT) is one method: its config has two stages that
+    share the step budget, its run folder the stages and one model, and the report a row."""
+    from asft.evaluate.methods import MethodSpec, parse_methods
+    from asft.experiments.compare import CompareSettings, training_config
+
+    (staged,) = parse_methods("sft>asft:beta=0.2,sft_weight=0", lr=True, stages=True)
+    assert (staged.before, staged.name, staged.label) == (("sft",), "asft", "sft>asft:beta=0.2,sft_weight=0")
+    with pytest.raises(ValueError, match="staged methods"):
+        parse_methods("sft>asft")  # asft gradients has no stages
+    with pytest.raises(ValueError, match="sftt"):
+        parse_methods("sftt>asft", stages=True)
+    settings = CompareSettings([staged], tmp_path, overrides=["training.max_steps=5"])
+    cfg = training_config(settings, staged)
+    assert [(s.name, s.loss, s.max_steps) for s in cfg.stages] == [("sft", "sft", 2), ("asft", "asft", 3)]
+    assert cfg.stages[1].hparams == {"beta": 0.2, "sft_weight": 0.0}
+    assert training_config(settings, MethodSpec("asft")).stages == []
+
+    monkeypatch.setenv("ASFT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "cmp"
+    assert main(["compare", "--methods", "sft>asft:beta=0.2,sft_weight=0", "--output", str(out),
+                 "--model", "tiny-llama", "--max-steps", "4", "--set", "data.limit=40",
+                 "--set", "logging.tensorboard=false", "--eval-samples", "4",
+                 "--max-new-tokens", "3", "--no-isolate"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert [r["label"] for r in results] == ["base", "sft>asft:beta=0.2,sft_weight=0"]
+    assert not results[1]["error"]
+    run = out / results[1]["run_dir"]
+    assert sorted(p.name for p in (run / "stages").iterdir()) == ["01-sft", "02-asft"]
+    assert (run / "model" / "config.json").is_file()
+    assert {r["stage"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())} == {"sft", "asft"}

@@ -83,7 +83,7 @@ def _settings(args):
         if value < 1:
             raise AsftError(f"{flag} must be >= 1, got {value}")
     try:
-        methods = parse_methods(args.methods or [DEFAULT_METHODS], lr=True)
+        methods = parse_methods(args.methods or [DEFAULT_METHODS], lr=True, stages=True)
     except ValueError as err:
         raise AsftError(f"--methods: {err}") from None
     try:

@@ -15,6 +15,12 @@ Where learning rates may be given (``parse_methods(..., lr=True)``, as ``asft co
 the key ``lr`` takes one learning rate or a grid of them separated by ``|``:
 ``dpo:beta=0.1,lr=5e-7|5e-6`` is DPO at beta 0.1, tuned over two learning rates. ``lr`` is
 not a loss hyperparameter: it is kept apart, in :attr:`MethodSpec.lrs`.
+
+Where stages may be given (``parse_methods(..., stages=True)``, as ``asft compare`` does), a
+name may be a chain of losses trained one after another, ``>`` between them, the
+hyperparameters (and ``lr``) after the last: ``sft>asft:beta=0.2,sft_weight=0`` is the
+two-stage beta-ASFT of arXiv 2502.01237 (SFT, then ASFT's alignment term from the SFT model).
+The earlier stages keep their losses' defaults; the steps are split evenly between stages.
 """
 
 from __future__ import annotations
@@ -35,11 +41,14 @@ class MethodSpec:
         hparams: overrides, validated against the loss's defaults and ranges.
         lrs: this method's own learning rates (a grid to choose from, or one); empty: the
             comparison's.
+        before: losses trained first, in order, each from the previous stage's model (a
+            staged method, ``sft>asft``); ``name`` is the last stage.
     """
 
     name: str
     hparams: dict[str, float] = field(default_factory=dict)
     lrs: tuple[float, ...] = ()
+    before: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -48,12 +57,26 @@ class MethodSpec:
         items = [f"{k}={v:g}" for k, v in self.hparams.items()]
         if self.lrs:
             items.append("lr=" + "|".join(number_text(v) for v in self.lrs))
-        return self.name + ":" + ",".join(items) if items else self.name
+        name = ">".join((*self.before, self.name))
+        return name + ":" + ",".join(items) if items else name
 
     @property
     def slug(self) -> str:
         """A folder-safe form of :attr:`label` (``asft-beta0.1-sft_weight0``)."""
-        return re.sub(r"[^A-Za-z0-9_.-]+", "-", self.label.replace("=", "")).strip("-")
+        return re.sub(r"[^A-Za-z0-9_.-]+", "-", self.label.replace("=", "").replace(">", "-then-")).strip("-")
+
+    def stages(self, max_steps: int) -> list[dict]:
+        """The ``stages:`` of a staged method's config for a budget of ``max_steps`` split
+        evenly (the last stage takes the remainder); [] for a one-stage method."""
+        if not self.before:
+            return []
+        names = [*self.before, self.name]
+        each, extra = divmod(max_steps, len(names))
+        if each < 1:
+            raise ValueError(f"{self.label}: {max_steps} steps cannot be split over {len(names)} stages")
+        return [{"name": n if names.count(n) == 1 else f"{n}{i + 1}", "loss": n, "max_steps": each + (extra if i == len(names) - 1 else 0),
+                 **({"hparams": dict(self.hparams)} if i == len(names) - 1 else {})}
+                for i, n in enumerate(names)]
 
 
 def number_text(value: float) -> str:
@@ -94,12 +117,14 @@ def _item_value(key: str, text: str, item: str, lr: bool) -> float | tuple[float
         raise ValueError(f"method spec item {item!r}: {err}") from None
 
 
-def parse_methods(specs: str | Iterable[str], *, lr: bool = False) -> list[MethodSpec]:
+def parse_methods(specs: str | Iterable[str], *, lr: bool = False,
+                  stages: bool = False) -> list[MethodSpec]:
     """Method specs from one string or several (see the module docstring for the syntax).
 
     Loss names and hyperparameters are checked against the registry; a ValueError names
     the offending item. Duplicates (same label) are an error. With ``lr``, the key ``lr``
-    gives the method's own learning rates; without, it is refused like any unknown key.
+    gives the method's own learning rates; without, it is refused like any unknown key. With
+    ``stages``, ``a>b`` names a staged method; without, ``>`` is refused.
     """
     from asft.losses import resolve_hparams
 
@@ -135,8 +160,14 @@ def parse_methods(specs: str | Iterable[str], *, lr: bool = False) -> list[Metho
     out = []
     for name, hparams in methods:
         lrs = hparams.pop("lr", ()) if lr else ()
+        *before, name = (n.strip() for n in name.split(">"))
+        if before and not stages:
+            raise ValueError(f"method {'>'.join((*before, name))!r}: staged methods (a>b) are "
+                             "not accepted here")
+        for first in before:
+            resolve_hparams(first)  # an unknown loss name, with the valid ones
         resolve_hparams(name, **hparams)  # raises with the valid names and ranges
-        out.append(MethodSpec(name, hparams, tuple(lrs)))
+        out.append(MethodSpec(name, hparams, tuple(lrs), tuple(before)))
     labels = [m.label for m in out]
     dupes = sorted({x for x in labels if labels.count(x) > 1})
     if dupes:

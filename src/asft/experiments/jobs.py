@@ -44,6 +44,12 @@ def training_config(settings, method, *, lr: float | None = None, seed: int | No
                       ("output_dir", str(folder))]
     overrides += [(key, v) for key, v in (("optim.lr", lr), ("seed", seed)) if v is not None]
     cfg = load_config(settings.config, overrides)
+    if method is not None and method.before:
+        # a staged method (sft>asft) splits the same step budget between its stages
+        if cfg.training.max_steps is None:
+            raise ValueError(f"{method.label}: a staged method needs training.max_steps to split")
+        overrides.append(("stages", method.stages(cfg.training.max_steps)))
+        cfg = load_config(settings.config, overrides)
     t = cfg.training
     if cfg.data.limit is None and t.max_steps is not None:
         needed = t.max_steps * t.batch_size * t.grad_accum + cfg.data.probe_size
