@@ -12,7 +12,7 @@ DEFAULT_TOKENIZER = "smollm2-135m"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from asft.commands import data_flags, data_relabel
+    from asft.commands import data_flags, data_relabel, data_split
 
     p = sub.add_parser("data", help="inspect and prepare preference data sets")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -46,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="where to write the report (default: ./data_report.json)")
     pr.set_defaults(func=run_prepare)
     data_relabel.register(data_sub)
+    data_split.register(data_sub)
 
 
 def _load_table(report):
