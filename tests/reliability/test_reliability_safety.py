@@ -70,7 +70,7 @@ def test_every_load_passes_trust_remote_code_false_unless_asked(from_pretrained_
     args = type("Args", (), {"model": "tiny-llama", "dtype": "fp32", "max_new_tokens": 2,
                              "temperature": 0.0, "batch_size": 1, "seed": 0,
                              "condition_score": None, "condition_template": None,
-                             "condition_max_score": None})()
+                             "condition_max_score": None, "attn_implementation": "auto"})()
     _generator(args)
     # training with a reference model copied from the policy: policy, tokenizer, reference
     train(load_config(None, [*FAST, "loss.name=dpo", "reference.strategy=copy",

@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="override model.name (default: the config's, smollm2-135m)")
     p.add_argument("--data", help="override data.source (default: the config's, the built-in task)")
     p.add_argument("--max-steps", type=int, help="override training.max_steps")
+    p.add_argument("--attn-implementation", default=None,
+                   choices=("auto", "sdpa", "eager", "flex_attention", "flash_attention_2"),
+                   help="override model.attn_implementation (training and evaluation)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="any training override, e.g. --set optim.lr=1e-5 (repeatable)")
     p.add_argument("--eval-data", help="held-out source (default: the training source's test split)")
@@ -75,7 +78,8 @@ def _settings(args):
 
     overrides = list(args.overrides)
     for flag, key in ((args.model, "model.name"), (args.data, "data.source"),
-                      (args.max_steps, "training.max_steps")):
+                      (args.max_steps, "training.max_steps"),
+                      (args.attn_implementation, "model.attn_implementation")):
         if flag is not None:
             overrides.append(f"{key}={flag}")
     for flag, value in (("--eval-samples", args.eval_samples), ("--max-new-tokens", args.max_new_tokens),

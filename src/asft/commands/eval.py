@@ -49,6 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-generate", action="store_true", help="skip generation metrics")
     p.add_argument("--no-pairwise", action="store_true", help="skip pairwise metrics")
     p.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16")
+    p.add_argument("--attn-implementation", default="auto",
+                   choices=("auto", "sdpa", "eager", "flex_attention", "flash_attention_2"),
+                   help="attention kernel (default auto: sdpa); flex_attention/flash_attention_2 "
+                        "score pairs on the plain layout")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     # the data section's keys (format, columns, on_bad_record, ...), as asft train reads them;
     # --split defaults to test for built-in and hub data, the whole file otherwise
@@ -109,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     # the conditioned prompt is both generated from and scored under, as in training
     pairs = [condition.pair(p) for p in loaded.pairs] if condition else loaded.pairs
     tokenizer = load_tokenizer(args.model)
-    model = load_model(args.model, dtype=args.dtype)
+    model = load_model(args.model, dtype=args.dtype, attn_implementation=args.attn_implementation)
     if torch.cuda.is_available():
         model = model.cuda()
     results, generations = evaluate_pairs(model, tokenizer, pairs, config,

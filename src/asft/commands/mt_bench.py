@@ -60,6 +60,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "greedy; others 0.7); a number T >= 0: T for every question")
     p.add_argument("--batch-size", type=int, default=8, help="questions generated together")
     p.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16")
+    p.add_argument("--attn-implementation", default="auto",
+                   choices=("auto", "sdpa", "eager", "flex_attention", "flash_attention_2"),
+                   help="attention kernel (default auto: sdpa); flex_attention/flash_attention_2 "
+                        "score pairs on the plain layout")
     p.add_argument("--seed", type=int, default=0,
                    help="sampling seed; the same seed gives the same answers (default: 0)")
     condition_flags.add(p)
@@ -121,7 +125,7 @@ def _generator(args):
     from asft.model.load import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(args.model)
-    model = load_model(args.model, dtype=args.dtype)
+    model = load_model(args.model, dtype=args.dtype, attn_implementation=args.attn_implementation)
     if torch.cuda.is_available():
         model = model.cuda()
     from asft.evaluate.mt_bench import FASTCHAT_TOP_K

@@ -55,6 +55,14 @@ class ModelConfig(Section):
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, about 30% more compute."""
 
+    attn_implementation: Literal["auto", "sdpa", "eager", "flex_attention",
+                                 "flash_attention_2"] = "auto"
+    """The attention kernel, passed to transformers. ``auto``: ``sdpa``, which takes asft's
+    shared-prompt packed layout (a dense 4D mask). ``flex_attention`` and
+    ``flash_attention_2`` cannot take that mask yet: with them asft trains on the plain layout
+    without packing (it says so at start-up); both need a CUDA GPU to train (FlexAttention has
+    no backward on CPU; FA2 is CUDA only). Untested on GPUs: none on the machine asft is built on."""
+
     def validate(self) -> None:
         require(bool(self.name.strip()), "name", "must not be empty")
 

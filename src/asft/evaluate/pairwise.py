@@ -42,9 +42,11 @@ def score_pairs(
 
     if not examples:
         raise ValueError("no pairs to score")
-    layout = "shared" if shared_layout_supported(model) else "plain"
+    # packing rests on the same 4D mask: without it each sequence gets its own row
+    supported = shared_layout_supported(model)
+    layout = "shared" if supported else "plain"
     table = score(PreferenceScorer(model), examples,
-                  lambda exs: collate(list(exs), pad_id, layout, pack=True), batch_size,
+                  lambda exs: collate(list(exs), pad_id, layout, pack=supported), batch_size,
                   on_batch=on_batch)
     return table[0], table[1], table[2], table[3]
 

@@ -109,7 +109,8 @@ def run_job(settings, job: Job) -> MethodResult:
     pairs = pairs_for(settings, cfg, job.split, training_config(settings, None).seed)
     start = time.perf_counter()
     tokenizer = load_tokenizer(model_name)
-    model = load_model(model_name, dtype=cfg.model.dtype)
+    model = load_model(model_name, dtype=cfg.model.dtype,
+                       attn_implementation=cfg.model.attn_implementation)
     if torch.cuda.is_available():
         model = model.cuda()
     config = EvalConfig(

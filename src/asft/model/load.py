@@ -87,17 +87,44 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
     return tok
 
 
-def load_model(name: str, dtype: str = "fp32", trust_remote_code: bool = False, **kwargs):
-    """A causal LM for ``name`` in ``dtype`` (fp32, bf16 or fp16); ``trust_remote_code`` stays
-    off unless asked for explicitly."""
+ATTN_IMPLEMENTATIONS = ("auto", "sdpa", "eager", "flex_attention", "flash_attention_2")
+
+
+def load_model(name: str, dtype: str = "fp32", trust_remote_code: bool = False,
+               attn_implementation: str = "auto", **kwargs):
+    """A causal LM for ``name`` in ``dtype`` (fp32, bf16 or fp16) with the attention kernel
+    ``attn_implementation`` (``auto``: transformers' default, SDPA); ``trust_remote_code``
+    stays off unless asked for explicitly. ValueError naming the kernel when it cannot load."""
     import torch
     from transformers import AutoModelForCausalLM
 
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; valid: {', '.join(sorted(DTYPES))}")
-    return AutoModelForCausalLM.from_pretrained(
-        resolve_model(name),
-        dtype=getattr(torch, DTYPES[dtype]),
-        trust_remote_code=trust_remote_code,
-        **kwargs,
-    )
+    if attn_implementation not in ATTN_IMPLEMENTATIONS:
+        raise ValueError(f"unknown attn_implementation {attn_implementation!r}; valid: "
+                         f"{', '.join(ATTN_IMPLEMENTATIONS)}")
+    if attn_implementation != "auto":
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            resolve_model(name),
+            dtype=getattr(torch, DTYPES[dtype]),
+            trust_remote_code=trust_remote_code,
+            **kwargs,
+        )
+    except ImportError as err:  # flash_attention_2 without the flash-attn package, say
+        raise ValueError(f"attn_implementation {attn_implementation!r} cannot be used here: "
+                         f"{str(err)[:300]}") from None
+
+
+def attention_refusal(attn_implementation: str, device_type: str) -> str | None:
+    """Why training with ``attn_implementation`` cannot run on ``device_type``, or None."""
+    if device_type == "cuda":
+        return None
+    if attn_implementation == "flex_attention":
+        return ("model.attn_implementation: flex_attention cannot train on the CPU (torch's "
+                "FlexAttention has no backward there); use sdpa (or auto) on CPUs")
+    if attn_implementation == "flash_attention_2":
+        return ("model.attn_implementation: flash_attention_2 needs a CUDA GPU and the flash-attn "
+                "package; use sdpa (or auto) on CPUs")
+    return None

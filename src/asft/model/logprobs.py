@@ -229,6 +229,26 @@ class PreferenceScorer(nn.Module):
         return logps, tokens
 
 
+# kernels that cannot take asft's dense 4D float mask (passing one to the flex path crashes)
+NO_DENSE_MASK = ("flex_attention", "flash_attention_2")
+
+
+def attn_implementation(model: nn.Module) -> str | None:
+    """The attention kernel transformers set up for ``model`` (``sdpa``, ``eager``, ...)."""
+    return getattr(_unwrap(model).config, "_attn_implementation", None)
+
+
+def shared_layout_refusal(model: nn.Module) -> str | None:
+    """Why ``model`` cannot run asft's shared-prompt packed layout, or None when it can."""
+    kernel = attn_implementation(model)
+    if kernel in NO_DENSE_MASK:
+        return (f"attention {kernel!r} cannot take the shared layout's dense 4D mask (its "
+                "BlockMask / variable-length layout is not built yet)")
+    if not shared_layout_supported(model):
+        return "this model ignores the 4D attention mask"
+    return None
+
+
 def shared_layout_supported(model: nn.Module) -> bool:
     """Whether ``model`` honours a 4D attention mask and position ids, checked by computation.
 
@@ -238,6 +258,8 @@ def shared_layout_supported(model: nn.Module) -> bool:
     rounding does), and the caller falls back to ``plain``. Costs one small forward pass.
     """
     lm = _unwrap(model)
+    if attn_implementation(model) in NO_DENSE_MASK:
+        return False  # never hand it the dense mask: the flex path crashes on one
     vocab = lm.get_output_embeddings().weight.shape[0]
     device = lm.get_input_embeddings().weight.device
     gen = torch.Generator().manual_seed(0)

@@ -25,7 +25,8 @@ def build_model(cfg: Config, log: Callable[[str], None]) -> Any:
     from asft.model.lora import apply_lora, trainable_summary
 
     model = load_model(cfg.model.name, dtype=cfg.model.dtype,
-                       trust_remote_code=cfg.model.trust_remote_code)
+                       trust_remote_code=cfg.model.trust_remote_code,
+                       attn_implementation=cfg.model.attn_implementation)
     if cfg.model.gradient_checkpointing:
         # transformers >= 5.20 renamed it; non-reentrant checkpointing works with frozen
         # inputs (LoRA) without forcing requires_grad on the embeddings.

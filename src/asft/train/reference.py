@@ -54,11 +54,13 @@ class Reference(Protocol):
         ...
 
 
-def load_reference_model(name: str, dtype: str, trust_remote_code: bool):
+def load_reference_model(name: str, dtype: str, trust_remote_code: bool,
+                         attn_implementation: str = "auto"):
     """A frozen reference model in eval mode (the single place a reference model is loaded)."""
     from asft.model.load import load_model
 
-    model = load_model(name, dtype=dtype, trust_remote_code=trust_remote_code)
+    model = load_model(name, dtype=dtype, trust_remote_code=trust_remote_code,
+                       attn_implementation=attn_implementation)
     model.requires_grad_(False)
     return model.eval()
 
@@ -88,7 +90,7 @@ class CopyReference:
         from asft.model.logprobs import PreferenceScorer
 
         model = load_reference_model(cfg.reference.model or cfg.model.name, cfg.model.dtype,
-                                     cfg.model.trust_remote_code)
+                                     cfg.model.trust_remote_code, cfg.model.attn_implementation)
         self.model = model
         scorer = PreferenceScorer(model)
         if shard:

@@ -184,6 +184,11 @@ def start_accelerator(cfg: Config, resume: bool) -> Any:
     why = engine_refusal(accelerator.distributed_type.value)
     if why:
         raise AsftError(why)
+    from asft.model.load import attention_refusal
+
+    why = attention_refusal(cfg.model.attn_implementation, accelerator.device.type)
+    if why:
+        raise AsftError(why)
     return accelerator
 
 
@@ -258,12 +263,13 @@ def _batcher(cfg: Config, accelerator: Any, model: torch.nn.Module, tokenizer: A
              log: Callable[[str], None]) -> Callable[[Sequence[Any]], dict]:
     """Pairs -> a batch on the device, in the configured layout if the model supports it."""
     from asft.data.collate import collate
-    from asft.model.logprobs import move_batch, shared_layout_supported
+    from asft.model.logprobs import move_batch, shared_layout_refusal
 
     layout, pack = cfg.data.layout, cfg.data.pack
     # Both the shared layout and packing rest on the 4D mask; check the model honours it once.
-    if (layout == "shared" or pack) and not shared_layout_supported(model):
-        log("data: this model ignores the 4D attention mask; using the 'plain' layout without packing")
+    why = shared_layout_refusal(model) if (layout == "shared" or pack) else None
+    if why:
+        log(f"data: {why}; using the 'plain' layout without packing")
         layout, pack = "plain", False
     pad_id = tokenizer.pad_token_id
     return lambda examples: move_batch(collate(list(examples), pad_id, layout, pack=pack),
