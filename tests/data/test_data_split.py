@@ -53,7 +53,7 @@ def test_bad_input_is_named(tmp_path):
     assert not (tmp_path / "out" / "a.jsonl").exists()
     csv = tmp_path / "x.csv"
     csv.write_text("a,b\n")
-    with pytest.raises(DataError, match="reads .jsonl and .json"):
+    with pytest.raises(DataError, match=r"reads \.jsonl and \.json"):
         split_file(csv, tmp_path / "out", {"a": 0.5, "b": 0.5}, seed=0)
     for text, message in [("train=0.8", "two or more"), ("train=0.5,test=0.6", "sum to 1"),
                           ("train=1.5,test=-0.5", r"\(0, 1\)"), ("train,test=1", "NAME=FRACTION"),

@@ -23,7 +23,7 @@ def _pairs(n: int = 6):
 
 def test_the_setting_is_checked_and_reaches_the_model():
     assert load_config(None).model.attn_implementation == "auto"
-    with pytest.raises(ConfigError, match="model.attn_implementation"):
+    with pytest.raises(ConfigError, match=r"model\.attn_implementation"):
         load_config(None, ["model.attn_implementation=flash2"])
     assert attn_implementation(load_model("tiny-llama", attn_implementation="eager")) == "eager"
     assert attn_implementation(load_model("tiny-llama")) == "sdpa"
