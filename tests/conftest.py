@@ -41,3 +41,37 @@ def tiny_train_overrides(tmp_path: Path) -> list[str]:
         "logging.every=1", "logging.probe_every=2", "logging.progress=false",
         "logging.tensorboard=false", f"output_dir={tmp_path / 'run'}",
     ]
+
+
+@pytest.fixture
+def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """ASFT_CACHE pointed at this test's own folder (a token store or model cache built by one
+    test is not seen by the next)."""
+    monkeypatch.setenv("ASFT_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Folder of the tiny test tokenizer alone (no model), built once per module."""
+    from asft.model.tiny import build_tokenizer
+
+    path = tmp_path_factory.mktemp("tok")
+    build_tokenizer().save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture
+def hub_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """A Hub token (hub_standin.TOKEN) in $HF_TOKEN only: no saved login, no OIDC, not
+    offline."""
+    from huggingface_hub import constants
+
+    from hub_standin import TOKEN
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    for name in ("HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-saved-token"))
+    return monkeypatch

@@ -36,6 +36,9 @@ from typing import Any
 
 import yaml
 
+# the token the stand-in accepts and tests put in $HF_TOKEN (conftest.hub_env)
+TOKEN = "hf_standin_token"
+
 _REPO = r"(?P<repo>[\w.-]+/[\w.-]+)"
 ROUTES = (  # (method, name, path pattern)
     ("POST", "create", re.compile(r"^/api/repos/create$")),

@@ -23,19 +23,8 @@ from asft.data.condition import (
 )
 from asft.data.relabel import default_max_score, read_scores
 
-
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory):
-    from asft.model.tiny import build_tokenizer
-
-    path = tmp_path_factory.mktemp("tok")
-    build_tokenizer().save_pretrained(path)
-    return str(path)
-
-
-@pytest.fixture(autouse=True)
-def cache_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("ASFT_CACHE", str(tmp_path / "cache"))
+# a fresh asft cache per test: token stores and converted models never leak between tests
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 def write(path: Path, records: list[dict]) -> str:

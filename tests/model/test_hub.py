@@ -12,22 +12,7 @@ from asft.config import ConfigError, HubConfig, load_config
 from asft.model import hub
 from asft.model.card import CITATION, RunFacts, base_model_id, dataset_id, model_card
 from asft.model.hub import HubError, push
-from hub_standin import HubStandIn
-
-TOKEN = "hf_standin_token"
-
-
-@pytest.fixture
-def hub_env(monkeypatch, tmp_path):
-    """A Hub token in $HF_TOKEN only: no saved login, no OIDC, not offline."""
-    from huggingface_hub import constants
-
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
-    for name in ("HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE", "HF_HUB_OFFLINE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-saved-token"))
-    return monkeypatch
+from hub_standin import TOKEN, HubStandIn
 
 
 @pytest.fixture

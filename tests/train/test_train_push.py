@@ -8,26 +8,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import yaml
 
 from asft.cli import main
-from hub_standin import HubStandIn
-
-TOKEN = "hf_standin_token"
-
-
-@pytest.fixture
-def hub_env(monkeypatch, tmp_path):
-    """A Hub token in $HF_TOKEN only: no saved login, no OIDC, not offline."""
-    from huggingface_hub import constants
-
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
-    for name in ("HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE", "HF_HUB_OFFLINE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-saved-token"))
-    return monkeypatch
+from hub_standin import TOKEN, HubStandIn
 
 
 def _argv(overrides: list[str]) -> list[str]:
