@@ -60,6 +60,16 @@ def store_path(cache_dir: str | os.PathLike, key: str) -> Path:
     return Path(cache_dir) / f"store-{key[:32]}"
 
 
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 4 MiB blocks (nothing the size of the file is
+    held): the one file hash of asft (data digests, split manifests, checkpoint manifests)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
 def file_digest(path: str | os.PathLike, memo_dir: str | os.PathLike | None = None) -> str:
     """SHA-256 of a file's bytes, or of a folder's files (names and bytes, sorted by name).
 
@@ -96,11 +106,7 @@ class _Memo:
         st = file.stat()
         ident = f"{file}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
         if ident not in self.entries:
-            h = hashlib.sha256()
-            with open(file, "rb") as fh:
-                while block := fh.read(1 << 22):
-                    h.update(block)
-            self.entries[ident] = h.hexdigest()
+            self.entries[ident] = sha256_file(file)
             self.changed = True
         return self.entries[ident]
 

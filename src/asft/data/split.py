@@ -13,12 +13,12 @@ and renamed (:mod:`asft.atomic`): a failure leaves no half-written file.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import random
 from pathlib import Path
 
 from asft import atomic
+from asft.data.cache import sha256_file
 from asft.data.errors import DataError
 
 MANIFEST = "split.json"
@@ -72,14 +72,6 @@ def _records(path: Path) -> list[str]:
         raise DataError(f"{path}: not JSON ({err})") from None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def split_file(source: Path, out: Path, parts: dict[str, float], seed: int) -> dict[str, int]:
     """Write ``out/<name>.jsonl`` for each part and ``out/split.json``; {name: records}."""
     stem = source.name.removesuffix(".gz")
@@ -99,6 +91,6 @@ def split_file(source: Path, out: Path, parts: dict[str, float], seed: int) -> d
         chosen = sorted(order[start:start + n])  # file order inside a part
         atomic.write_text(out / f"{name}.jsonl", "".join(records[j] + "\n" for j in chosen))
         counts[name], start = n, start + n
-    atomic.write_json(out / MANIFEST, {"source": str(source), "sha256": _sha256(source),
+    atomic.write_json(out / MANIFEST, {"source": str(source), "sha256": sha256_file(source),
                                        "seed": seed, "fractions": parts, "records": counts})
     return counts

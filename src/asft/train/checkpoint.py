@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import random
@@ -47,6 +46,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from asft import atomic
+from asft.data.cache import sha256_file as sha256  # the manifest's file hash
 from asft.errors import AsftError
 from asft.train import faults
 
@@ -123,15 +123,6 @@ def as_os_error(err: Exception, path: Path) -> OSError:
     if m is None:
         return OSError(errno.EIO, str(err), str(path))
     return OSError(int(m.group(1)), os.strerror(int(m.group(1))), str(path))
-
-
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
