@@ -97,15 +97,16 @@ def test_a_rank_killed_then_two_process_resume_equals_uninterrupted(fault, seale
     _resume_and_compare(run, uninterrupted, resume_from, strategy)
 
 
-def test_full_disk_on_one_rank_stops_both_with_one_message(uninterrupted, strategy, tmp_path):
-    """ENOSPC while rank 1 writes its state into the step-4 checkpoint: both processes stop
-    with the same CheckpointError, the partial folder is removed, step 2 is untouched."""
-    run = tmp_path / "run"
-    proc = _torchrun(run, fault="checkpoint.after_rank_state@2=enospc:1", strategy=strategy)
+def _full_disk_then_resume(point: str, uninterrupted: Path, strategy: str, run: Path) -> None:
+    """ENOSPC on rank 1 at fault ``point`` of the step-4 checkpoint: both processes stop with
+    the same CheckpointError, the partial folder is removed, step 2 is untouched, and the
+    resume equals the uninterrupted run."""
+    proc = _torchrun(run, fault=f"{point}=enospc:1", strategy=strategy)
     assert proc.returncode != 0
     assert proc.stderr.count("could not write checkpoint step-0000004") == 2, proc.stderr[-3000:]
     # rank 1 gives its own error; rank 0 names the process that failed and why
-    assert "No space left on device (injected at checkpoint.after_rank_state)" in proc.stderr
+    name = point.split("@")[0]
+    assert f"No space left on device (injected at {name})" in proc.stderr
     assert "process 1 failed: No space left on device;" in proc.stderr, proc.stderr[-3000:]
     assert "newest earlier checkpoint step-0000002 untouched" in proc.stderr
     # asft's own output is one error line per process; the traceback after it is torchrun's
@@ -113,6 +114,12 @@ def test_full_disk_on_one_rank_stops_both_with_one_message(uninterrupted, strate
     assert _complete(run) == ["step-0000002"]
     assert not list((run / ckpt.DIRNAME).glob(".tmp-*"))
     _resume_and_compare(run, uninterrupted, "step-0000002", strategy)
+
+
+def test_full_disk_on_one_rank_stops_both_with_one_message(uninterrupted, strategy, tmp_path):
+    """ENOSPC while rank 1 writes its state into the step-4 checkpoint."""
+    _full_disk_then_resume("checkpoint.after_rank_state@2", uninterrupted, strategy,
+                           tmp_path / "run")
 
 
 @pytest.mark.parametrize("strategy", ["fsdp"], scope="module")
@@ -131,13 +138,4 @@ def test_fsdp_rank_killed_inside_its_shard_write(uninterrupted, strategy, tmp_pa
 def test_fsdp_full_disk_inside_a_shard_write(uninterrupted, strategy, tmp_path):
     """ENOSPC on rank 1 inside DCP's write of its optimizer shard at step 4: DCP's collective
     error becomes rank 1's own OSError and, on rank 0, a stop that names process 1."""
-    run = tmp_path / "run"
-    proc = _torchrun(run, fault="checkpoint.shard@4=enospc:1", strategy=strategy)
-    assert proc.returncode != 0
-    assert proc.stderr.count("could not write checkpoint step-0000004") == 2, proc.stderr[-3000:]
-    assert "No space left on device (injected at checkpoint.shard)" in proc.stderr
-    assert "process 1 failed: No space left on device;" in proc.stderr, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr.split("torch/distributed/elastic")[0]
-    assert _complete(run) == ["step-0000002"]
-    assert not list((run / ckpt.DIRNAME).glob(".tmp-*"))
-    _resume_and_compare(run, uninterrupted, "step-0000002", strategy)
+    _full_disk_then_resume("checkpoint.shard@4", uninterrupted, strategy, tmp_path / "run")
