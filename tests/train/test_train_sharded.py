@@ -150,10 +150,10 @@ def test_strategy_resolution_and_refusals():
     assert sharding.resolve("auto", 2, 10**12, cpu) == "ddp"  # CPU: auto never shards
     assert sharding.resolve("fsdp", 2, 10, cpu) == "fsdp"
     ok = load_config(None, ["distributed.strategy=fsdp", "checkpoint.every=2"])
-    assert sharding.refusal(ok, resume=False) is None and sharding.refusal(ok, resume=True) is None
-    assert "LoRA" in sharding.refusal(load_config(None, ["lora.enabled=true"]), resume=False)
+    assert sharding.refusal(ok) is None
+    assert "LoRA" in sharding.refusal(load_config(None, ["lora.enabled=true"]))
     copy = load_config(None, ["loss.name=dpo", "reference.strategy=copy"])
-    assert sharding.refusal(copy, resume=False) is None  # the copy is sharded too
+    assert sharding.refusal(copy) is None  # the copy is sharded too
     with pytest.raises(Exception, match="strategy"):
         load_config(None, ["distributed.strategy=zero3"])
 

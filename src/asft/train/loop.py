@@ -166,22 +166,15 @@ def save_checkpoint(run: Run, step: int) -> Path:
         "saved_at": datetime.now().isoformat(timespec="seconds"),
     }
     if sharding.is_sharded(run.scorer):
-        return ckpt.save(acc, run.out / ckpt.DIRNAME, step, model_state=None, optimizer_state=None,
-                         shards=lambda folder: shards.save(folder, run.scorer, run.optimizer, names,
-                                                           acc.is_main_process),
-                         trainer_state=state, rank_tensors=window_tensors, rank_meta={},
-                         config_text=run.config_text, keep_last=run.cfg.checkpoint.keep_last)
-    full = acc.get_state_dict(run.scorer)
-    return ckpt.save(
-        acc, run.out / ckpt.DIRNAME, step,
-        model_state=lambda: {k: v for k, v in full.items() if k in names},
-        optimizer_state=run.optimizer.state_dict,
-        trainer_state=state,
-        rank_tensors=window_tensors,
-        rank_meta={},
-        config_text=run.config_text,
-        keep_last=run.cfg.checkpoint.keep_last,
-    )
+        whole: dict[str, Any] = {"model_state": None, "optimizer_state": None, "shards": (
+            lambda folder: shards.save(folder, run.scorer, run.optimizer, names, acc.is_main_process))}
+    else:
+        full = acc.get_state_dict(run.scorer)
+        whole = {"model_state": lambda: {k: v for k, v in full.items() if k in names},
+                 "optimizer_state": run.optimizer.state_dict}
+    return ckpt.save(acc, run.out / ckpt.DIRNAME, step, trainer_state=state,
+                     rank_tensors=window_tensors, rank_meta={}, config_text=run.config_text,
+                     keep_last=run.cfg.checkpoint.keep_last, **whole)
 
 
 def save_model(run: Run) -> Path:

@@ -111,7 +111,7 @@ def setup(config: Config, *, resume: bool, overwrite: bool, console: Any = None)
     t_start = time.perf_counter()
     if resume and config.output_dir is None:
         raise AsftError("--resume needs the folder of the run to continue: pass --output-dir")
-    accelerator = start_accelerator(config, resume)
+    accelerator = start_accelerator(config)
     main = accelerator.is_main_process
     out = Path(broadcast(accelerator, config.output_dir or str(default_output_dir(config))
                          if main else None))
@@ -159,7 +159,7 @@ def setup(config: Config, *, resume: bool, overwrite: bool, console: Any = None)
     return run
 
 
-def start_accelerator(cfg: Config, resume: bool) -> Any:
+def start_accelerator(cfg: Config) -> Any:
     """An Accelerator for this process, after checking the launch set up what it claims."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState
@@ -178,7 +178,7 @@ def start_accelerator(cfg: Config, resume: bool) -> Any:
         raise AsftError(f"{world} processes were launched but accelerate set up "
                         f"{accelerator.num_processes}; each would train alone into the same folder")
     if cfg.distributed.strategy == "fsdp" and accelerator.num_processes > 1:
-        why = sharding.refusal(cfg, resume)
+        why = sharding.refusal(cfg)
         if why:
             raise AsftError(why)
     why = engine_refusal(accelerator.distributed_type.value)
@@ -289,7 +289,7 @@ def _optimization(cfg: Config, accelerator: Any, model: torch.nn.Module,
                                 sum(p.numel() for p in model.parameters()), accelerator.device)
     if strategy == "fsdp":
         # an explicit fsdp was judged in start_accelerator, before any weight loaded
-        why = sharding.refusal(cfg, resume=False) if cfg.distributed.strategy == "auto" else None
+        why = sharding.refusal(cfg) if cfg.distributed.strategy == "auto" else None
         if why:
             raise AsftError(f"{why} (distributed.strategy: auto chose fsdp for this model)")
         # sharded before the optimizer is built, so that AdamW's state is sharded too

@@ -46,7 +46,7 @@ def resolve(strategy: str, num_processes: int, n_params: int, device: torch.devi
     return "ddp"
 
 
-def refusal(cfg: Any, resume: bool) -> str | None:
+def refusal(cfg: Any) -> str | None:
     """Why ``cfg`` cannot run under ``fsdp`` yet, or None."""
     if cfg.lora.enabled:
         return "LoRA is not supported under distributed.strategy: fsdp yet; use ddp"
