@@ -23,8 +23,9 @@ def examples():
 
 def test_every_format_has_an_example():
     shown = {data["format"] for _, data in examples()}
-    assert shown == {"auto", "explicit", "conversational", "hh", "sharegpt", "ranked", "rated"}
-    assert len(examples()) == 10
+    assert shown == {"auto", "explicit", "conversational", "hh", "sharegpt", "ranked", "rated",
+                     "unpaired"}
+    assert len(examples()) == 12
 
 
 @pytest.mark.parametrize(("record", "data"), examples())
@@ -38,3 +39,7 @@ def test_doc_example_loads_into_one_pair(record, data):
     assert chosen in {"4", "Blue.", "7", "Hello! How can I help?", "Round, grey, far.",
                       "He went home.", "Use a tension wrench.", "Why did the chicken...",
                       "A cat sat."}
+    if "gold" in (data.get("columns") or {}):
+        assert pair.gold == [{"role": "assistant", "content": "2 + 2 = 4."}]
+    if data["format"] == "unpaired":
+        assert pair.rejected == [] and result.report.desirable == 1

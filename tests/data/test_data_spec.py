@@ -156,7 +156,8 @@ def test_data_prepare_fills_the_cache_that_train_then_reads(tmp_path, capsys):
     assert prepared["tokenize"]["kept"] == 10 and prepared["tokenize"]["cache"] == "miss"
     # tokens and the store's bytes are reported (ids are uint16 for this vocabulary)
     tokens = prepared["tokenize"]["tokens"]
-    assert tokens > 0 and prepared["tokenize"]["store_bytes"] == 2 * tokens + 10 * (12 + 8 + 8)
+    # per pair: 4 int32 lengths (prompt, chosen, rejected, gold), a start and an index
+    assert tokens > 0 and prepared["tokenize"]["store_bytes"] == 2 * tokens + 10 * (16 + 8 + 8)
     assert "token store" in capsys.readouterr().err
     run = tmp_path / "run"
     assert main(["train", "--data", src, *FAST, "-o", str(run)]) == 0

@@ -67,8 +67,10 @@ def test_a_store_maps_back_exactly_what_was_written(tmp_path):
     view = store.take([5, 2, 9])
     assert list(view) == [examples[5], examples[2], examples[9]]
     assert list(view.take([2, 0])) == [examples[9], examples[5]]
-    assert view.lengths.tolist() == [[len(e.prompt_ids), len(e.chosen_ids), len(e.rejected_ids)]
-                                      for e in (examples[5], examples[2], examples[9])]
+    # prompt, chosen, rejected, gold (none here)
+    assert view.lengths.tolist() == [
+        [len(e.prompt_ids), len(e.chosen_ids), len(e.rejected_ids), 0]
+        for e in (examples[5], examples[2], examples[9])]
     # the digest follows the ids, indices and rows, not the chunking or the storage
     memory = StoreBuilder(ids_dtype(1000))
     memory.append(examples, store.indices.tolist())

@@ -264,9 +264,14 @@ def test_bad_settings(tok, kw):
 
 
 def test_hand_made_pair_without_response_is_dropped(tok):
-    bad = PreferencePair([m("user", "q")], [], [m("assistant", "a")], "hand:1")
+    bad = PreferencePair([m("user", "q")], [], [], "hand:1")
     result = tokenize_pairs([bad, PAIRS[0]], tok, None, None)
     assert result.report.dropped == {"empty_response": 1} and result.indices == [1]
+    # one empty side is an unpaired (KTO) example, kept with no tokens on that side
+    # (tests/data/test_data_gold_unpaired.py); load_pairs gives one only for format unpaired
+    one_sided = PreferencePair([m("user", "q")], [], [m("assistant", "a")], "hand:1")
+    result = tokenize_pairs([one_sided], tok, None, None)
+    assert result.report.kept == 1 and result.examples[0].chosen_ids == []
 
 
 def test_tokenizer_without_eos(tok):

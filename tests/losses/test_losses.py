@@ -506,8 +506,21 @@ def test_metrics_shapes_and_terms_add_up(name):
     torch.testing.assert_close(metrics["logps_sum/chosen"], cw.detach())
 
 
+# The losses with a third response (tests/losses/test_losses_kto_tpo.py): name -> (needs
+# reference, defaults, what the third response is, whether unpaired examples are accepted).
+THIRD = {
+    "kto": (True, {"beta": 0.1, "desirable_weight": 1.0, "undesirable_weight": 1.0}, "mismatched", True),
+    "tpo": (False, {"beta": 0.1, "alpha": 0.5}, "gold", False),
+}
+
+
 def test_registry_contract():
-    assert list(LOSSES) == list(REGISTRY)
+    assert list(LOSSES) == [*REGISTRY, *THIRD]
+    for name, (needs_reference, defaults, extra, unpaired) in THIRD.items():
+        spec = get_spec(name)
+        assert (spec.needs_reference, spec.defaults, spec.extra, spec.unpaired) == (
+            needs_reference, defaults, extra, unpaired), name
+    assert all(get_spec(n).extra is None and not get_spec(n).unpaired for n in REGISTRY)
     for name, (needs_reference, defaults) in REGISTRY.items():
         spec = get_spec(name)
         assert spec.name == name

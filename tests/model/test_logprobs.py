@@ -49,12 +49,22 @@ def model(request):
     return m.eval()
 
 
-def naive(model, pairs: list[Pair]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed response log-probs [2B] and counts, one sequence at a time, float64 softmax."""
+@dataclass
+class Triple(Pair):
+    extra_ids: list[int]
+
+
+def naive(model, pairs: list[Pair], which_ids=("chosen_ids", "rejected_ids")) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed response log-probs [K*B] and counts, one sequence at a time, float64 softmax
+    (an empty response: 0 and 0)."""
     out, counts = [], []
-    for which in ("chosen_ids", "rejected_ids"):
+    for which in which_ids:
         for p in pairs:
             resp = getattr(p, which)
+            if not resp:
+                out.append(torch.zeros((), dtype=torch.float64))
+                counts.append(0)
+                continue
             ids = torch.tensor([p.prompt_ids + resp])
             logits = model(input_ids=ids).logits[0].double()
             logp = torch.log_softmax(logits, -1)
@@ -76,6 +86,25 @@ def test_logps_match_naive(model, layout, pack, head):
     ref, ref_counts = naive(model, pairs)
     assert torch.equal(tokens, ref_counts)
     torch.testing.assert_close(logps.double(), ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["shared", "plain"])
+@pytest.mark.parametrize("pack", [False, True])
+def test_third_response_and_empty_sides_match_naive(model, layout, pack):
+    """A third response (TPO's gold, KTO's mismatched completion) is one more segment seeing
+    only the prompt; an empty side (an unpaired KTO example, a pair without gold) scores 0."""
+    pairs = make_pairs(6, seed=7)
+    extras = make_pairs(6, seed=8)
+    triples = [Triple(p.prompt_ids, [] if i == 1 else p.chosen_ids, [] if i == 2 else p.rejected_ids,
+                      [] if i == 3 else e.chosen_ids) for i, (p, e) in enumerate(zip(pairs, extras))]
+    batch = collate(triples, pad_id=0, layout=layout, pack=pack)
+    assert batch["num_seqs"] == 18
+    logps, tokens = PreferenceScorer(model, chunk_size=7)(batch)
+    ref, ref_counts = naive(model, triples, ("chosen_ids", "rejected_ids", "extra_ids"))
+    assert torch.equal(tokens, ref_counts)
+    torch.testing.assert_close(logps.double(), ref, atol=1e-5, rtol=1e-5)
+    if layout == "shared" and not pack:
+        assert batch["input_ids"].shape[0] == 6  # one row per pair: the prompt computed once
 
 
 def test_gradients_match_plain_path(model):
@@ -143,8 +172,8 @@ def test_packing_reduces_rows_and_padding():
 def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="empty prompt"):
         collate([Pair([], [1], [2])], 0)
-    with pytest.raises(ValueError, match="empty response"):
-        collate([Pair([1], [], [2])], 0)
+    with pytest.raises(ValueError, match="empty response on both sides"):
+        collate([Pair([1], [], [])], 0)
     with pytest.raises(ValueError, match="unknown layout"):
         collate([Pair([1], [1], [2])], 0, layout="zigzag")
     with pytest.raises(ValueError, match="unknown head"):

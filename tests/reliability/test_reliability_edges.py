@@ -43,6 +43,8 @@ EDGE_BATCH = [
     (0.0, 0, 0.0, 0),
 ]
 UNSCORABLE = sum(1 for _, nw, _, nl in EDGE_BATCH if nw == 0 or nl == 0)
+# for a loss that takes unpaired examples (KTO), one side suffices: only pair 5 is unscorable
+UNSCORABLE_UNPAIRED = sum(1 for _, nw, _, nl in EDGE_BATCH if nw == 0 and nl == 0)
 
 
 def _edge_scorer(base: type) -> type:
@@ -56,9 +58,11 @@ def _edge_scorer(base: type) -> type:
             logps, tokens = super().forward(batch)
             b = batch["num_pairs"]
             assert b == len(EDGE_BATCH)
-            values = torch.tensor([c for c, _, _, _ in EDGE_BATCH] + [r for _, _, r, _ in EDGE_BATCH],
-                                  dtype=torch.float64)
-            counts = torch.tensor([n for _, n, _, _ in EDGE_BATCH] + [n for _, _, _, n in EDGE_BATCH])
+            values = [c for c, _, _, _ in EDGE_BATCH] + [r for _, _, r, _ in EDGE_BATCH]
+            counts = [n for _, n, _, _ in EDGE_BATCH] + [n for _, _, _, n in EDGE_BATCH]
+            if batch["num_seqs"] == 3 * b:  # a third response (KTO, TPO): the edges again
+                values, counts = values + values[:b], counts + counts[:b]
+            values, counts = torch.tensor(values, dtype=torch.float64), torch.tensor(counts)
             dtype = torch.bfloat16 if EdgeScorer.calls % 2 else logps.dtype
             EdgeScorer.calls += 1
             logps = logps.to(dtype)
@@ -98,16 +102,18 @@ def test_edge_log_probs_and_empty_responses_through_the_trainer(name, tmp_path, 
                              f"output_dir={out}"]))
     records = [r for r in _records(out) if r["step"] > 0]
     assert [r["step"] for r in records] == [1, 2, 3, 4]
+    unscorable = UNSCORABLE_UNPAIRED if LOSSES[name].unpaired else UNSCORABLE
     for r in records:
         assert all(v is not None and math.isfinite(v) for v in r.values()), r
-        assert r["pairs/unscorable"] == UNSCORABLE
+        assert r["pairs/unscorable"] == unscorable
     assert len(seen) == len(records)
     assert {s.chosen_logps.dtype for s, _ in seen} == {torch.float32, torch.bfloat16}
     for r, (stats, losses) in zip(records, seen):
         # the edge values reached the loss; unscorable pairs got 0 and stay out of the mean
         assert stats.chosen_logps.float().tolist()[:3] == pytest.approx([0.0, -1e-9, -1e4], rel=1e-2)
-        assert torch.isfinite(losses).all() and losses[3:].tolist() == [0.0] * UNSCORABLE
-        assert r["loss"] == pytest.approx(losses.sum().item() / (len(EDGE_BATCH) - UNSCORABLE),
+        first = len(EDGE_BATCH) - unscorable  # the unscorable pairs are the last ones
+        assert torch.isfinite(losses).all() and losses[first:].tolist() == [0.0] * unscorable
+        assert r["loss"] == pytest.approx(losses.sum().item() / (len(EDGE_BATCH) - unscorable),
                                           rel=1e-6, abs=1e-6)
     _finite_weights(out)
     record_property("edge_cases", len(EDGE_BATCH) * len(records))

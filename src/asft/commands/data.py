@@ -60,6 +60,11 @@ def _load_table(report):
     for reason, n in sorted(report.skipped.items()):
         t.add_row(f"skipped: {reason}", str(n))
     t.add_row("empty responses (kept)", str(report.empty_responses))
+    if report.with_gold:  # TPO's third response: say how many pairs the loss gets it for
+        t.add_row("pairs with a gold response", str(report.with_gold))
+    if report.format == "unpaired":  # KTO's data: one response each, and its label
+        t.add_row("desirable (label true)", str(report.desirable))
+        t.add_row("undesirable (label false)", str(report.undesirable))
     return t
 
 

@@ -39,11 +39,14 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def data_fingerprint(pairs) -> str:
-    """SHA-256 of the pairs' messages, in order (hashed pair by pair: nothing the size of the
-    data set is built)."""
+    """SHA-256 of the pairs' messages (gold responses included), in order (hashed pair by
+    pair: nothing the size of the data set is built)."""
     h = hashlib.sha256()
     for p in pairs:
-        h.update(json.dumps((p.prompt, p.chosen, p.rejected), ensure_ascii=False,
+        # the gold response only where there is one: pairs without keep the keys they had
+        parts = (p.prompt, p.chosen, p.rejected) if p.gold is None else (
+            p.prompt, p.chosen, p.rejected, p.gold)
+        h.update(json.dumps(parts, ensure_ascii=False,
                             separators=(",", ":")).encode("utf-8", "surrogatepass"))
         h.update(b"\n")
     return h.hexdigest()

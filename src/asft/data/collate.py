@@ -11,6 +11,12 @@ chosen tokens. The prompt is computed once per pair instead of twice (arXiv 2410
 every peer uses; kept as the fallback for models that reject a 4D attention mask and as the
 reference the optimized path is tested against.
 
+A third response (``extra_ids`` on the examples: TPO's gold response, or KTO's mismatched
+completion for its KL estimate) is one more segment after the rejected one, which again sees
+only the prompt: the prompt is still computed once per pair for all three responses. An empty
+response (one side of an unpaired KTO example, a missing gold) is simply not laid out: it has no
+tokens and scores 0 with a count of 0.
+
 With ``pack=True`` several pairs share a row (first-fit decreasing into rows no longer than
 the longest pair of the batch), so padding shrinks without changing which pairs form a step.
 
@@ -18,13 +24,15 @@ Batch keys (R rows of T positions, N response tokens, B pairs):
     input_ids     [R, T] long   token ids; pad positions hold ``pad_id``
     position_ids  [R, T] long   restart at 0 for each pair, and after the prompt for rejected
     group_ids     [R, T] long   which pair (or plain sequence) of the row a token belongs to; -1 = pad
-    segment_ids   [R, T] long   0 prompt, 1 chosen, 2 rejected, -1 pad
+    segment_ids   [R, T] long   0 prompt, 1 chosen, 2 rejected, 3 extra, -1 pad
     target_index  [N]    long   flat index r * T + t of the position whose output predicts a
                                 response token (the previous token; for the first token of
                                 either response, the last prompt token)
     target_ids    [N]    long   the response token being predicted
-    target_seq    [N]    long   sequence it belongs to: pair i chosen -> i, rejected -> B + i
+    target_seq    [N]    long   sequence it belongs to: pair i chosen -> i, rejected -> B + i,
+                                extra -> 2B + i
     num_pairs     int    B
+    num_seqs      int    K * B: K = 3 when the examples carry ``extra_ids``, else 2
     num_tokens    int    real (non-pad) tokens in the batch, for throughput metrics
     layout        str    ``shared`` or ``plain``
 """
@@ -38,7 +46,7 @@ from typing import Protocol
 import torch
 
 LAYOUTS = ("shared", "plain")
-PROMPT, CHOSEN, REJECTED = 0, 1, 2
+PROMPT, CHOSEN, REJECTED, EXTRA = 0, 1, 2, 3
 
 
 class PairTokens(Protocol):
@@ -56,16 +64,31 @@ class Pair:
     rejected_ids: list[int]
 
 
-def _pieces(ex: PairTokens, layout: str) -> list[list[tuple[Sequence[int], int]]]:
+@dataclass
+class Triple(Pair):
+    """A pair with a third response (``extra_ids``; see the module docstring)."""
+
+    extra_ids: list[int]
+
+
+def responses_per_pair(examples: Sequence[PairTokens]) -> int:
+    """K: 3 when the examples carry a third response (``extra_ids``), else 2."""
+    return 3 if hasattr(examples[0], "extra_ids") else 2
+
+
+def _pieces(ex: PairTokens, layout: str, k: int) -> list[list[tuple[Sequence[int], int]]]:
     """The sequences ("pieces") one pair contributes: lists of (token ids, segment)."""
     if len(ex.prompt_ids) == 0:
         raise ValueError("a pair has an empty prompt: the first response token has nothing to condition on")
-    if len(ex.chosen_ids) == 0 or len(ex.rejected_ids) == 0:
-        raise ValueError("a pair has an empty response: there is nothing to score")
+    responses = [(ex.chosen_ids, CHOSEN), (ex.rejected_ids, REJECTED)]
+    if k == 3:
+        responses.append((ex.extra_ids, EXTRA))
+    if not ex.chosen_ids and not ex.rejected_ids:
+        raise ValueError("a pair has an empty response on both sides: there is nothing to score")
+    responses = [(ids, seg) for ids, seg in responses if len(ids)]
     if layout == "shared":
-        return [[(ex.prompt_ids, PROMPT), (ex.chosen_ids, CHOSEN), (ex.rejected_ids, REJECTED)]]
-    return [[(ex.prompt_ids, PROMPT), (ex.chosen_ids, CHOSEN)],
-            [(ex.prompt_ids, PROMPT), (ex.rejected_ids, REJECTED)]]
+        return [[(ex.prompt_ids, PROMPT), *responses]]
+    return [[(ex.prompt_ids, PROMPT), r] for r in responses]
 
 
 def _assign_rows(lengths: list[int], pack: bool) -> list[list[int]]:
@@ -97,7 +120,8 @@ def collate(
     """Build one batch (see the module docstring for the keys and shapes).
 
     Args:
-        examples: B tokenized pairs (``prompt_ids``, ``chosen_ids``, ``rejected_ids``).
+        examples: B tokenized pairs (``prompt_ids``, ``chosen_ids``, ``rejected_ids``, and
+            ``extra_ids`` on every example or on none).
         pad_id: token id written at pad positions (never attended to, never scored).
         layout: ``shared`` (prompt once per pair) or ``plain`` (prompt per sequence).
         pack: put several pairs (or sequences) in one row to avoid padding.
@@ -108,9 +132,10 @@ def collate(
     if not examples:
         raise ValueError("cannot collate an empty batch")
     B = len(examples)
+    k = responses_per_pair(examples)
     pieces = []  # (pair index, [(ids, segment), ...])
     for i, ex in enumerate(examples):
-        pieces.extend((i, p) for p in _pieces(ex, layout))
+        pieces.extend((i, p) for p in _pieces(ex, layout, k))
     lengths = [sum(len(ids) for ids, _ in p) for _, p in pieces]
     rows = _assign_rows(lengths, pack)
     T = max(sum(lengths[i] for i in row) for row in rows)
@@ -142,7 +167,7 @@ def collate(
                 else:
                     # Every response starts right after the prompt, whatever precedes it in the row.
                     position_ids[r, col:col + n] = torch.arange(pos, pos + n)
-                    seq = pair if seg == CHOSEN else B + pair
+                    seq = (seg - CHOSEN) * B + pair
                     t_index.append(prompt_last)
                     t_index.extend(range(r * T + col, r * T + col + n - 1))
                     t_ids.extend(ids)
@@ -157,6 +182,7 @@ def collate(
         "target_ids": torch.tensor(t_ids, dtype=torch.long),
         "target_seq": torch.tensor(t_seq, dtype=torch.long),
         "num_pairs": B,
+        "num_seqs": k * B,
         "num_tokens": int(sum(lengths)),
         "layout": layout,
     }

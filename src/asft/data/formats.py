@@ -28,6 +28,18 @@ Formats (``fmt`` names):
     Two or more responses with a verdict (labels, votes, scores; UltraFeedback's raw ratings),
     turned into one pair by :mod:`asft.data.ranked`. Never detected, except ``rated`` for a
     record with a ``completions`` list of objects and no ``chosen``.
+``unpaired``
+    KTO's data (arXiv 2402.01306; TRL's unpaired preference layout): ``prompt``, one
+    ``completion`` (string or messages) and a ``label``, JSON ``true`` / ``false`` (or ``1`` /
+    ``0``): true = desirable. The completion becomes ``chosen`` (desirable, ``rejected == []``)
+    or ``rejected`` (undesirable, ``chosen == []``): the only format with an empty side.
+    Detected for a record with a ``completion`` and no ``chosen``.
+
+The paired formats (``explicit``, ``conversational``, ``hh``, ``sharegpt``) also read an
+optional third response, ``gold`` (TPO's reference answer, arXiv 2405.16681), in the shapes
+``chosen`` takes in ``explicit``: a string, a message, or a list of messages; a whole
+conversation (or, for ``hh``, a transcript) that repeats the prompt has it stripped
+(:func:`gold_reader`).
 
 A message content is a string or a list of typed parts, ``{"type": "text", "text": ...}``
 (OpenAI, transformers) or ``{"type": "text", "value": ...}`` (LLaMA-Factory), joined; any other
@@ -48,15 +60,22 @@ from collections.abc import Callable, Mapping
 from asft.data.errors import DataError
 from asft.data.records import Message
 
-FORMATS = ("explicit", "conversational", "hh", "sharegpt", "ranked", "rated")
+FORMATS = ("explicit", "conversational", "hh", "sharegpt", "ranked", "rated", "unpaired")
 # The keys of ``columns``: standard name -> the source's column name(s).
-PAIR_KEYS = ("prompt", "chosen", "rejected", "conversations", "system")
+PAIR_KEYS = ("prompt", "chosen", "rejected", "conversations", "system", "gold")
 RANKED_KEYS = ("prompt", "system", "responses", "label", "scores")
 RATED_KEYS = ("prompt", "system", "completions", "response", "rating")
-COLUMN_KEYS = (*PAIR_KEYS, "responses", "label", "scores", "completions", "response", "rating")
+UNPAIRED_KEYS = ("prompt", "system", "completion", "label")
+COLUMN_KEYS = (*PAIR_KEYS, "responses", "label", "scores", "completions", "response", "rating",
+               "completion")
 LIST_KEYS = ("responses", "label", "scores")  # the keys whose value may be a list of columns
-# The keys apply_columns renames in a record; the others are read by the ranked/rated adapters.
-_RENAMED = (*PAIR_KEYS, "completions")
+# The keys apply_columns renames in a record; the others are read by the ranked/rated adapters
+# (which read ``label`` where it is: apply_columns never sees their records).
+_RENAMED = (*PAIR_KEYS, "completions", "completion", "label")
+# The formats whose records may hold a gold response (a third one, TPO's).
+GOLD_FORMATS = ("explicit", "conversational", "hh", "sharegpt")
+# What a missing mapped column is needed for, where the bare "missing" would puzzle.
+_NEEDED_FOR = {"label": "KTO's unpaired format needs `label` (true = desirable)"}
 
 ROLES = {
     "user": "user", "human": "user", "prompter": "user",
@@ -71,6 +90,8 @@ _HH_MARKER = re.compile(r"(?:^|\n\n)(Human|Assistant):")
 _HH_ROLES = {"Human": "user", "Assistant": "assistant"}
 
 Adapter = Callable[[Mapping], tuple[list[Message], list[Message], list[Message]]]
+# (record, the prompt its adapter read) -> the gold response, or None when it has none.
+GoldReader = Callable[[Mapping, list[Message]], list[Message] | None]
 
 
 def _kind(value: object) -> str:
@@ -89,16 +110,28 @@ def wrong_type(field: str, expected: str, value: object) -> DataError:
     return DataError(f"expected {expected}, got {_kind(value)}", field=field, reason="wrong_type")
 
 
+def present_fields(record: Mapping) -> str:
+    """The first field names of ``record``, for a message about one that is missing."""
+    present = ", ".join(_short(k) for k in list(record)[:12]) or "none"
+    return present + (", ..." if len(record) > 12 else "")
+
+
 def require(record: Mapping, name: str, field: str | None = None) -> object:
     """``record[name]``, or a ``missing_field`` error (on ``field``, by default ``name``)
     listing the fields that are there."""
     value = record.get(name)
     if value is None:
-        present = ", ".join(_short(k) for k in list(record)[:12]) or "none"
-        more = ", ..." if len(record) > 12 else ""
-        raise DataError(f"missing (fields present: {present}{more})", field=field or name,
-                        reason="missing_field")
+        raise DataError(f"missing (fields present: {present_fields(record)})",
+                        field=field or name, reason="missing_field")
     return value
+
+
+def missing_column(key: str, source: str, record: Mapping) -> DataError:
+    """The error for a record without the column ``source`` that ``columns`` maps to ``key``
+    (named as the field: it is the user's column)."""
+    needed = f": {_NEEDED_FOR[key]}" if key in _NEEDED_FOR else ""
+    return DataError(f"column mapped to {key!r} is missing (fields present: "
+                     f"{present_fields(record)}){needed}", field=source, reason="missing_field")
 
 
 def _part_text(part: object, field: str) -> str:
@@ -323,9 +356,79 @@ def sharegpt(record: Mapping):
     return system_messages(record) + prompt, chosen, rejected
 
 
+def unpaired_label(record: Mapping) -> bool:
+    """An unpaired example's ``label``: JSON true / false, or the integers 1 / 0 (true =
+    desirable). Anything else (text, other numbers) is a ``wrong_type`` error rather than a
+    guess at what the data meant."""
+    value = record.get("label")
+    if value is None:
+        raise DataError("missing: KTO's unpaired format needs `label` (true = desirable, false "
+                        f"= undesirable) (fields present: {present_fields(record)})",
+                        field="label", reason="missing_field")
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise DataError(f"expected true or false (or 1 or 0), got {_kind(value)} {_short(value)}",
+                    field="label", reason="wrong_type")
+
+
+def unpaired(record: Mapping):
+    """KTO's ``prompt`` + ``completion`` + ``label``: the completion is ``chosen`` when the label
+    is true (desirable), ``rejected`` when false; the other side is ``[]``."""
+    prompt = prompt_messages(require(record, "prompt"), "prompt")
+    completion = response_messages(require(record, "completion"), "completion")
+    if prompt and _starts_with(completion, prompt):  # a whole conversation repeats the prompt
+        completion = completion[len(prompt):]
+    # checked here, on its own name: validate_pair skips the empty side of an unpaired pair
+    check_response(completion, "completion")
+    desirable = unpaired_label(record)
+    chosen, rejected = (completion, []) if desirable else ([], completion)
+    return system_messages(record) + prompt, chosen, rejected
+
+
 ADAPTERS: dict[str, Adapter] = {
     "explicit": explicit, "conversational": conversational, "hh": hh, "sharegpt": sharegpt,
+    "unpaired": unpaired,
 }
+
+
+def gold_messages(value: object, prompt: list[Message], transcript: bool = False,
+                  ) -> list[Message]:
+    """A gold response as messages: a string (one assistant message), a message or a list of
+    them, or with ``transcript`` an HH transcript string; where it is a whole conversation that
+    repeats ``prompt`` (with or without its leading system messages), the prompt is cut off."""
+    if transcript and isinstance(value, str) and _HH_MARKER.search(value):
+        messages = hh_messages(value)
+    else:
+        messages = response_messages(value, "gold")
+    k = 0
+    while k < len(prompt) and prompt[k]["role"] == "system":
+        k += 1
+    for head in (prompt, prompt[k:]):
+        if head and _starts_with(messages, head):
+            return messages[len(head):]
+    return messages
+
+
+def gold_reader(fmt: str, columns: Mapping) -> GoldReader | None:
+    """The reader of the optional gold response of format ``fmt``'s records (column
+    ``columns["gold"]``, default ``gold``), or None for a format that has none. A record without
+    the column gives None, unless ``columns`` maps ``gold``: then it is a ``missing_field``
+    error naming the column."""
+    if fmt not in GOLD_FORMATS:
+        return None
+    name = columns.get("gold", "gold")
+
+    def read(record: Mapping, prompt: list[Message]) -> list[Message] | None:
+        value = record.get(name)
+        if value is None:
+            if "gold" in columns:
+                raise missing_column("gold", name, record)
+            return None
+        return gold_messages(value, prompt, transcript=fmt == "hh")
+
+    return read
 
 
 def detect_format(record: Mapping) -> str:
@@ -333,6 +436,8 @@ def detect_format(record: Mapping) -> str:
     if record.get("conversations") is not None:
         return "sharegpt"
     if record.get("chosen") is None:
+        if record.get("completion") is not None:  # KTO's prompt / completion / label
+            return "unpaired"
         completions = record.get("completions")
         if isinstance(completions, list) and completions and all(
                 isinstance(c, Mapping) for c in completions):
@@ -351,18 +456,17 @@ def detect_format(record: Mapping) -> str:
 def apply_columns(record: Mapping, columns: Mapping[str, str | list[str]]) -> dict:
     """``record`` with the user's columns renamed to the standard names of ``columns``' keys.
 
-    Only the top-level record keys (:data:`PAIR_KEYS` and ``completions``) are renamed; the
-    ranked keys (``responses``, ``label``, ``scores``) and the per-completion keys of ``rated``
-    (``response``, ``rating``) are read where they are by :mod:`asft.data.ranked`.
+    Only the top-level record keys (:data:`PAIR_KEYS`, ``completions``, and the ``completion``
+    and ``label`` of ``unpaired``) are renamed; the ranked keys (``responses``, ``label``,
+    ``scores``) and the per-completion keys of ``rated`` (``response``, ``rating``) are read
+    where they are by :mod:`asft.data.ranked`.
     """
     out = dict(record)
     for key, source in columns.items():
-        if key not in _RENAMED:
+        if key not in _RENAMED or not isinstance(source, str):  # a list: ranked's votes
             continue
         if source not in record or record[source] is None:
-            present = ", ".join(_short(k) for k in list(record)[:12]) or "none"
-            raise DataError(f"column mapped to {key!r} is missing (fields present: {present})",
-                            field=source, reason="missing_field")
+            raise missing_column(key, source, record)
         out[key] = record[source]
     return out
 
@@ -379,8 +483,10 @@ def format_column_keys(fmt: str) -> tuple[str, ...]:
         return RANKED_KEYS
     if fmt == "rated":
         return RATED_KEYS
-    if fmt == "auto":  # detection may pick rated
-        return (*PAIR_KEYS, "completions", "response", "rating")
+    if fmt == "unpaired":
+        return UNPAIRED_KEYS
+    if fmt == "auto":  # detection may pick rated or unpaired
+        return (*PAIR_KEYS, "completions", "response", "rating", "completion", "label")
     return PAIR_KEYS
 
 
@@ -440,4 +546,7 @@ def check_columns(columns: Mapping[str, str | list[str]] | None,
                                  f"reads: {', '.join(keys)}")
         if fmt == "ranked":
             _check_ranked(columns)
+        if fmt in ("auto", "unpaired") and isinstance(columns.get("label"), list):
+            raise ValueError(f"columns['label'] of format {fmt!r} is one column (true = "
+                             "desirable), not a list; vote columns are read by fmt='ranked'")
     return dict(columns)

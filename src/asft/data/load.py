@@ -16,6 +16,7 @@ from asft.data.formats import (
     check_columns,
     check_response,
     detect_format,
+    gold_reader,
     suggest,
 )
 from asft.data.ranked import BINARIZE, ranked_adapter, rated_adapter
@@ -29,6 +30,9 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # Reads more of a record than the pair (e.g. its reward scores, asft.data.relabel); a DataError
 # it raises is a bad record like any other: located, then stopped at or skipped and counted.
 Extra = Callable[[Mapping], Any]
+# record -> (prompt, chosen, rejected, gold or None): an adapter with the gold response read too.
+Reader = Callable[[Mapping], tuple[list[Message], list[Message], list[Message],
+                                   list[Message] | None]]
 
 
 def _key(messages: list[Message]) -> list[tuple[str, str]]:
@@ -40,25 +44,33 @@ def _is_empty(messages: list[Message]) -> bool:
 
 
 def validate_pair(prompt: list[Message], chosen: list[Message], rejected: list[Message],
-                  empty_response: str = "keep") -> bool:
+                  empty_response: str = "keep", gold: list[Message] | None = None,
+                  unpaired: bool = False) -> bool:
     """Raise DataError for an unusable pair; return True when a response is empty (kept).
 
-    Checks, in order: both responses present and starting with the assistant; no text that
-    cannot be encoded as UTF-8 (lone surrogates from JSON escapes); chosen differs from rejected
-    (ignoring surrounding whitespace); empty responses per ``empty_response``.
+    Checks, in order: the responses (``gold`` too, when there is one) present and starting
+    with the assistant; no text that cannot be encoded as UTF-8 (lone surrogates from JSON
+    escapes); chosen differs from rejected (ignoring surrounding whitespace); empty responses
+    per ``empty_response``. With ``unpaired`` (format ``unpaired``) the side left ``[]`` is
+    not a response and is not checked: only that format may have one.
     """
-    check_response(chosen, "chosen")
-    check_response(rejected, "rejected")
-    for name, messages in (("prompt", prompt), ("chosen", chosen), ("rejected", rejected)):
+    responses = [("chosen", chosen), ("rejected", rejected)]
+    if gold is not None:
+        responses.append(("gold", gold))
+    if unpaired:
+        responses = [(name, msgs) for name, msgs in responses if msgs]
+    for name, messages in responses:
+        check_response(messages, name)
+    for name, messages in (("prompt", prompt), *responses):
         for i, m in enumerate(messages):
             if not m["content"].isascii() and _SURROGATE.search(m["content"]):
                 raise DataError("text holds a lone surrogate (e.g. a '\\ud800' escape), which is "
                                 "not valid Unicode", field=f"{name}[{i}].content",
                                 reason="not_utf8")
-    if _key(chosen) == _key(rejected):
+    if not unpaired and _key(chosen) == _key(rejected):
         raise DataError("chosen and rejected are identical", field="chosen",
                         reason="identical_responses")
-    empty = [name for name, msgs in (("chosen", chosen), ("rejected", rejected)) if _is_empty(msgs)]
+    empty = [name for name, msgs in responses if _is_empty(msgs)]
     if empty and empty_response == "bad":
         raise DataError("empty response", field=empty[0], reason="empty_response")
     return bool(empty)
@@ -75,6 +87,20 @@ def make_adapter(fmt: str, columns: Mapping, labels: Mapping | None = None,
     if not columns:
         return adapter
     return lambda record: adapter(apply_columns(record, columns))
+
+
+def make_reader(fmt: str, columns: Mapping, labels: Mapping | None = None,
+                binarize: str = "random", seed: int = 0) -> Reader:
+    """:func:`make_adapter`'s adapter, which also reads the record's gold response (None for
+    formats without one, :func:`asft.data.formats.gold_reader`)."""
+    adapter = make_adapter(fmt, columns, labels, binarize, seed)
+    gold_of = gold_reader(fmt, columns)
+
+    def read(record: Mapping):
+        prompt, chosen, rejected = adapter(record)
+        return prompt, chosen, rejected, gold_of(record, prompt) if gold_of else None
+
+    return read
 
 
 def with_system(prompt: list[Message], system: str | None) -> list[Message]:
@@ -108,7 +134,16 @@ def check_options(fmt: str, on_bad_record: str, empty_response: str, limit: int 
         raise OptionError("seed", f"must be an integer, got {seed!r}")
 
 
-def _read(opened: OpenedSource, report: LoadReport, adapter: Adapter | None, options: dict,
+def _count(report: LoadReport, pair: PreferencePair, empty: bool) -> None:
+    """What the report says of a kept pair besides its number."""
+    report.empty_responses += empty
+    report.with_gold += pair.gold is not None
+    if report.format == "unpaired":
+        report.desirable += bool(pair.chosen)
+        report.undesirable += bool(pair.rejected)
+
+
+def _read(opened: OpenedSource, report: LoadReport, reader: Reader | None, options: dict,
           on_bad_record: str, empty_response: str, limit: int | None, system: str | None,
           skipped: Counter[str], extra: Extra | None) -> Iterator[tuple[PreferencePair, Any]]:
     """The pairs of ``opened``, one by one, each with ``extra(record)`` (None without
@@ -121,14 +156,16 @@ def _read(opened: OpenedSource, report: LoadReport, adapter: Adapter | None, opt
         try:
             if raw.error is not None:
                 raise raw.error
-            if adapter is None:
+            if reader is None:
                 report.format = detect_format(apply_columns(raw.data, options["columns"]))
-                adapter = make_adapter(report.format, **options)
-            prompt, chosen, rejected = adapter(raw.data)
+                reader = make_reader(report.format, **options)
+            prompt, chosen, rejected, gold = reader(raw.data)
             prompt = with_system(prompt, system)
-            empty = validate_pair(prompt, chosen, rejected, empty_response)
+            empty = validate_pair(prompt, chosen, rejected, empty_response, gold,
+                                  unpaired=report.format == "unpaired")
             value = None if extra is None else extra(raw.data)
-            report.empty_responses += empty
+            pair = PreferencePair(prompt, chosen, rejected, f"{opened.name}:{raw.index}", gold)
+            _count(report, pair, empty)
         except DataError as err:
             located = err.located(opened.name, raw.index, raw.unit or opened.unit)
             if on_bad_record == "error" and not isinstance(err, Skipped):
@@ -138,7 +175,7 @@ def _read(opened: OpenedSource, report: LoadReport, adapter: Adapter | None, opt
                 report.examples.append(str(located))
             continue
         kept += 1
-        yield PreferencePair(prompt, chosen, rejected, f"{opened.name}:{raw.index}"), value
+        yield pair, value
 
 
 class PairStream:
@@ -155,7 +192,7 @@ class PairStream:
         check_options(fmt, on_bad_record, empty_response, limit, system, labels, binarize, seed)
         cols = check_columns(columns, fmt)
         self._options = {"columns": cols, "labels": labels, "binarize": binarize, "seed": seed}
-        self._adapter = None if fmt == "auto" else make_adapter(fmt, **self._options)
+        self._reader = None if fmt == "auto" else make_reader(fmt, **self._options)
         self._opened = open_source(source, split, hub_kwargs, streaming=streaming)
         self.report = LoadReport(source=self._opened.name, format=fmt)
         self._args = (on_bad_record, empty_response, limit, system)
@@ -170,7 +207,7 @@ class PairStream:
         record, before ``columns`` renames anything). A :class:`DataError` from ``extra`` is a
         bad record under the stream's ``on_bad_record``, like a bad pair."""
         report = self.report
-        yield from _read(self._opened, report, self._adapter, self._options, *self._args,
+        yield from _read(self._opened, report, self._reader, self._options, *self._args,
                          self._skipped, extra)
         report.skipped = dict(self._skipped)
         report.kept = report.read - sum(self._skipped.values())

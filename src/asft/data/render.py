@@ -17,6 +17,12 @@ response follows after one space.
 Each response ends with the EOS token: the full text is cut right after the last EOS string in
 the response (for ChatML the ``"\\n"`` after the final ``<|im_end|>`` is dropped), and when the
 template writes no EOS (or there is no template) the EOS id is appended after tokenization.
+
+A pair's gold response (TPO's third one) is rendered as chosen is: the same prompt, template
+and EOS rule, and its text must share the prompt's end with the other two. The empty side of an
+unpaired example (KTO's) has no text of its own: it gets a copy of the other side's, so that
+the prompt boundary is found exactly as for a pair, and :attr:`RenderedPair.empty` names it
+(tokenization gives it no tokens).
 """
 
 from __future__ import annotations
@@ -44,9 +50,12 @@ class TemplateError(Exception):
 
 @dataclass
 class RenderedPair:
-    """Texts of one pair. ``prompt_chars``: where the prompt ends in both full texts;
+    """Texts of one pair. ``prompt_chars``: where the prompt ends in every full text;
     ``*_eos``: the text already ends with the EOS token (else it is appended after
-    tokenization); ``fallback``: the prompt end was found only by the common-prefix fallback."""
+    tokenization); ``fallback``: the prompt end was found only by the common-prefix fallback;
+    ``gold``: the gold response's full text, or None; ``empty``: ``"chosen"`` or
+    ``"rejected"`` for the empty side of an unpaired example (its text is the other side's),
+    else None."""
 
     chosen: str
     rejected: str
@@ -54,6 +63,13 @@ class RenderedPair:
     chosen_eos: bool
     rejected_eos: bool
     fallback: bool
+    gold: str | None = None
+    gold_eos: bool = False
+    empty: str | None = None
+
+    def texts(self) -> list[str]:
+        """The full texts that are tokenized: chosen, rejected, and gold when there is one."""
+        return [self.chosen, self.rejected] + ([self.gold] if self.gold is not None else [])
 
 
 def _template_of(tokenizer, chat_template: str | None) -> str | None:
@@ -136,16 +152,17 @@ class ChatRenderer:
             self.template_text = self.template + "".join(
                 v for k, v in specials.items() if k in self.template)
 
-    def _prompt_end(self, prompt: list[Message], first: Message, chosen: str, rejected: str,
+    def _prompt_end(self, prompt: list[Message], first: Message, texts: list[str],
                     ) -> tuple[int, bool]:
+        """(where the prompt ends in all ``texts``, found only by the fallback)."""
         head = self.render(prompt, add_generation_prompt=True)
-        if chosen.startswith(head) and rejected.startswith(head):
+        if all(t.startswith(head) for t in texts):
             return len(head), False
         probe = self.render([*prompt, {"role": first["role"], "content": SENTINEL}])
         cut = probe.find(SENTINEL)
-        if cut >= 0 and chosen.startswith(probe[:cut]) and rejected.startswith(probe[:cut]):
+        if cut >= 0 and all(t.startswith(probe[:cut]) for t in texts):
             return cut, False
-        return min(common_prefix_len(chosen, rejected), common_prefix_len(chosen, head)), True
+        return min(common_prefix_len(texts[0], t) for t in [*texts[1:], head]), True
 
     def _cut_eos(self, text: str, start: int) -> tuple[str, bool]:
         pos = text.rfind(self.eos, start)
@@ -154,13 +171,21 @@ class ChatRenderer:
         return text[: pos + len(self.eos)], True
 
     def pair(self, pair: PreferencePair) -> RenderedPair:
-        """The texts of ``pair``; raises :class:`TemplateError` when the template refuses it."""
-        chosen = self.render(pair.prompt + pair.chosen)
-        rejected = self.render(pair.prompt + pair.rejected)
+        """The texts of ``pair`` (at least one response); raises :class:`TemplateError` when
+        the template refuses it."""
+        empty = "chosen" if not pair.chosen else "rejected" if not pair.rejected else None
+        response = pair.chosen or pair.rejected
+        chosen = self.render(pair.prompt + response)
+        rejected = chosen if empty else self.render(pair.prompt + pair.rejected)
+        texts = [chosen, rejected]
+        if pair.gold is not None:
+            texts.append(self.render(pair.prompt + pair.gold))
         if self.template is None:
             end, fallback = len(self.render(pair.prompt, add_generation_prompt=True)), False
         else:
-            end, fallback = self._prompt_end(pair.prompt, pair.chosen[0], chosen, rejected)
-        chosen, chosen_eos = self._cut_eos(chosen, end)
-        rejected, rejected_eos = self._cut_eos(rejected, end)
-        return RenderedPair(chosen, rejected, end, chosen_eos, rejected_eos, fallback)
+            end, fallback = self._prompt_end(pair.prompt, response[0], texts)
+        (chosen, chosen_eos), (rejected, rejected_eos), *gold = (
+            self._cut_eos(t, end) for t in texts)
+        gold_text, gold_eos = gold[0] if gold else (None, False)
+        return RenderedPair(chosen, rejected, end, chosen_eos, rejected_eos, fallback,
+                            gold_text, gold_eos, empty)

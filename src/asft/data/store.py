@@ -3,9 +3,10 @@
 A store is one folder, built aside and renamed into place (:func:`asft.atomic.folder`), so a
 reader sees a whole store or none:
 
-- ``ids.bin``: every kept pair's prompt, chosen and rejected ids back to back, ``uint16``
-  when the vocabulary fits (SmolLM2, GPT-2), else ``int32`` ([T]);
-- ``lengths.bin``: ``int32`` [N, 3], the prompt / chosen / rejected token counts of each pair;
+- ``ids.bin``: every kept pair's prompt, chosen, rejected and gold ids back to back,
+  ``uint16`` when the vocabulary fits (SmolLM2, GPT-2), else ``int32`` ([T]);
+- ``lengths.bin``: ``int32`` [N, 4], the prompt / chosen / rejected / gold token counts of each
+  pair (0 for no gold, and for the empty side of an unpaired example);
 - ``starts.bin``: ``int64`` [N], where each pair's ids begin in ``ids.bin``;
 - ``indices.bin``: ``int64`` [N], each pair's position among the pairs the source gave;
 - ``header.json``: the format version, dtype, N and T, the byte size of every file, a digest
@@ -29,7 +30,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,9 @@ import numpy as np
 
 from asft import atomic
 
-STORE_VERSION = 1
+# 2: lengths are [N, 4], a gold response's count added (a version-1 store is rebuilt)
+STORE_VERSION = 2
+COLUMNS = 4  # prompt, chosen, rejected, gold
 _FILES = ("ids", "lengths", "starts", "indices")
 _ID_DTYPES = (np.dtype(np.uint16).str, np.dtype(np.int32).str)  # what ids_dtype can give
 
@@ -45,11 +48,17 @@ _ID_DTYPES = (np.dtype(np.uint16).str, np.dtype(np.int32).str)  # what ids_dtype
 @dataclass(frozen=True, slots=True)
 class TokenizedPair:
     """Token ids of one pair: ``prompt_ids + chosen_ids`` and ``prompt_ids + rejected_ids`` are
-    the two full sequences; both responses end with EOS (unless cut by ``overflow="truncate"``)."""
+    the two full sequences; both responses end with EOS (unless cut by ``overflow="truncate"``).
+
+    ``gold_ids``: the gold response (TPO's third one), ``prompt_ids + gold_ids`` its full
+    sequence; ``[]`` when the pair has none. An unpaired example (KTO's) has ``chosen_ids ==
+    []`` (undesirable) or ``rejected_ids == []`` (desirable).
+    """
 
     prompt_ids: list[int]
     chosen_ids: list[int]
     rejected_ids: list[int]
+    gold_ids: list[int] = field(default_factory=list)
 
 
 def ids_dtype(vocab_size: int | None) -> np.dtype:
@@ -62,8 +71,8 @@ class TokenStore(Sequence):
     """Tokenized pairs over flat arrays (memory-mapped files or in-memory arrays).
 
     Attributes:
-        ids: [T] token ids; lengths: [N, 3] int32; starts: [N] int64; indices: [N] int64
-            (positions in the source's pairs).
+        ids: [T] token ids; lengths: [N, 4] int32 (prompt, chosen, rejected, gold); starts:
+            [N] int64; indices: [N] int64 (positions in the source's pairs).
         header: the store's header (``digest``, ``tokens``, reports...).
         path: the folder, or None for an in-memory store.
     """
@@ -89,10 +98,10 @@ class TokenStore(Sequence):
         if isinstance(i, slice):
             return self.take(np.arange(len(self))[i])
         r = self._row(int(i))
-        p, c, q = (int(x) for x in self._lengths[r])
+        p, c, q, g = (int(x) for x in self._lengths[r])
         s = int(self._starts[r])
-        seq = self.ids[s:s + p + c + q].tolist()
-        return TokenizedPair(seq[:p], seq[p:p + c], seq[p + c:])
+        seq = self.ids[s:s + p + c + q + g].tolist()
+        return TokenizedPair(seq[:p], seq[p:p + c], seq[p + c:p + c + q], seq[p + c + q:])
 
     def __iter__(self) -> Iterator[TokenizedPair]:
         for i in range(len(self)):
@@ -115,7 +124,8 @@ class TokenStore(Sequence):
 
     @property
     def lengths(self) -> np.ndarray:
-        """[len(self), 3] int32: prompt, chosen and rejected token counts."""
+        """[len(self), 4] int32: prompt, chosen, rejected and gold token counts (a row's sum is
+        the pair's tokens)."""
         return self._sel(self._lengths)
 
     @property
@@ -153,7 +163,7 @@ class TokenStore(Sequence):
                     or header.get("dtype") not in _ID_DTYPES:
                 return None
             n, t = int(header["pairs"]), int(header["tokens"])
-            shapes = {"ids": (t,), "lengths": (n, 3), "starts": (n,), "indices": (n,)}
+            shapes = {"ids": (t,), "lengths": (n, COLUMNS), "starts": (n,), "indices": (n,)}
             dtypes = {"ids": np.dtype(header["dtype"]), "lengths": np.dtype(np.int32),
                       "starts": np.dtype(np.int64), "indices": np.dtype(np.int64)}
             arrays = {}
@@ -221,10 +231,10 @@ class StoreBuilder:
         """Add ``pairs`` (kept in this order), which came from source positions ``indices``."""
         if not pairs:
             return
-        lengths = np.array([(len(p.prompt_ids), len(p.chosen_ids), len(p.rejected_ids))
-                            for p in pairs], dtype=np.int32).reshape(-1, 3)
-        flat = [t for p in pairs for seq in (p.prompt_ids, p.chosen_ids, p.rejected_ids)
-                for t in seq]
+        lengths = np.array([(len(p.prompt_ids), len(p.chosen_ids), len(p.rejected_ids),
+                             len(p.gold_ids)) for p in pairs], dtype=np.int32).reshape(-1, COLUMNS)
+        flat = [t for p in pairs
+                for seq in (p.prompt_ids, p.chosen_ids, p.rejected_ids, p.gold_ids) for t in seq]
         ids = np.asarray(flat, dtype=np.int64)
         if len(ids) and (ids.min() < 0 or ids.max() > np.iinfo(self.dtype).max):
             raise ValueError(f"token id {int(ids.max())} does not fit the store's {self.dtype}")
@@ -244,7 +254,7 @@ class StoreBuilder:
         self.tokens += int(totals.sum())
 
     def _header(self, extra: dict) -> dict:
-        item = {"ids": self.dtype.itemsize, "lengths": 12, "starts": 8, "indices": 8}
+        item = {"ids": self.dtype.itemsize, "lengths": 4 * COLUMNS, "starts": 8, "indices": 8}
         sizes = {name: item[name] * (self.tokens if name == "ids" else self.pairs)
                  for name in _FILES}
         digest = _digest(self.dtype, *self._hashes)
@@ -271,7 +281,7 @@ class StoreBuilder:
             parts = self._parts[name]
             return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
-        lengths = cat("lengths", np.int32).reshape(-1, 3)
+        lengths = cat("lengths", np.int32).reshape(-1, COLUMNS)
         return TokenStore(cat("ids", self.dtype), lengths, cat("starts", np.int64),
                           cat("indices", np.int64), self._header(extra))
 

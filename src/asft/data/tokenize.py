@@ -6,22 +6,29 @@ tokenization of the full chosen conversation text (chat template applied, see
 ``prompt_ids + rejected_ids`` for the rejected one, with ONE ``prompt_ids`` shared by both
 (the collator computes the prompt once per pair). Each response ends with the EOS id.
 
-How the boundary is found: both full texts are tokenized whole (never prompt and response
+A pair's gold response (TPO) is tokenized as a third full text under the same rules and the
+same ``prompt_ids``: ``prompt_ids + gold_ids`` is its tokenization (``gold_ids == []`` when
+the pair has none). The empty side of an unpaired example (KTO) gets ``[]``: its text is a
+copy of the other side's (:mod:`asft.data.render`), so the boundary is that side's own.
+
+How the boundary is found: the full texts are tokenized whole (never prompt and response
 separately), and the character offsets of the tokens locate the end of the prompt text. The
-boundary is *clean* when a token ends exactly there in both sequences and the prompt tokens of
-both are the same. It is a **boundary mismatch** otherwise: a token straddles the prompt end
+boundary is *clean* when a token ends exactly there in every sequence and the prompt tokens of
+all are the same. It is a **boundary mismatch** otherwise: a token straddles the prompt end
 (e.g. a response that starts with whitespace merges with the template's newline), or the two
 prompt tokenizations differ. Policy ``boundary="shift"`` (default) moves the boundary left to
-the longest run of leading tokens that both sequences share and that lies wholly in the prompt,
+the longest run of leading tokens that all sequences share and that lies wholly in the prompt,
 so the guarantee above still holds and the few prompt characters that moved are scored as part
 of the response; ``boundary="drop"`` drops such pairs. Either way they are counted.
 
 Length limits, in order: a prompt longer than ``max_prompt_length`` keeps its last
 ``max_prompt_length`` tokens (the end of the conversation matters most); then a pair with
-``len(prompt) + max(len(chosen), len(rejected)) > max_length`` is dropped
+``len(prompt) + max(len(chosen), len(rejected), len(gold)) > max_length`` is dropped
 (``overflow="drop"``, default: a cut response has no EOS, and its likelihood is not the
-response's) or has both responses cut to fit (``overflow="truncate"``, TRL's behaviour). A
-pair whose prompt or response would be empty is dropped. Every drop is counted by reason.
+response's) or has all its responses cut to fit (``overflow="truncate"``, TRL's behaviour). A
+pair whose prompt or a response would be empty is dropped (a pair with no response at all
+too); only an unpaired example's empty side is kept, as ``[]``. Every drop is counted by
+reason.
 
 Speed: templates are compiled once; the head that a pair's two texts share (up to the last
 special token before the response, e.g. ``<|im_start|>``) is encoded once, where
@@ -91,10 +98,11 @@ class TokenizeReport:
             (computed, could not be stored); cache_path: the token store's folder.
         seconds: wall time of the call.
         examples: the first few drops and mismatches, ``"<origin>: <reason>[: detail]"``.
-        prompt_lengths, chosen_lengths, rejected_lengths: token counts of the kept examples.
-        overlong: ``len(prompt) + len(longer response)`` of each pair dropped as ``too_long``
+        prompt_lengths, chosen_lengths, rejected_lengths, gold_lengths: token counts of the
+            kept examples (0 for an unpaired example's empty side, and for no gold).
+        overlong: ``len(prompt) + len(longest response)`` of each pair dropped as ``too_long``
             (what ``max_length`` would have to be to keep it).
-        tokens: token ids kept (each pair's prompt once, both responses).
+        tokens: token ids kept (each pair's prompt once, its responses).
         store_bytes: bytes of the token store's arrays (:mod:`asft.data.store`).
     """
 
@@ -114,6 +122,7 @@ class TokenizeReport:
     prompt_lengths: list[int] = field(default_factory=list, repr=False)
     chosen_lengths: list[int] = field(default_factory=list, repr=False)
     rejected_lengths: list[int] = field(default_factory=list, repr=False)
+    gold_lengths: list[int] = field(default_factory=list, repr=False)
     overlong: list[int] = field(default_factory=list, repr=False)
     tokens: int = 0
     store_bytes: int = 0
@@ -123,9 +132,19 @@ class TokenizeReport:
         return sum(self.dropped.values())
 
     def length_stats(self) -> dict[str, dict[str, float]]:
-        """mean / p50 / p90 / p99 / max tokens of prompt, chosen and rejected (kept pairs)."""
-        return {"prompt": _stats(self.prompt_lengths), "chosen": _stats(self.chosen_lengths),
-                "rejected": _stats(self.rejected_lengths)}
+        """mean / p50 / p90 / p99 / max tokens of prompt, chosen, rejected and (when any pair
+        has one) gold, over the kept pairs that have that response (an unpaired example's
+        empty side, length 0, is no response)."""
+        import numpy as np
+
+        stats = {"prompt": _stats(self.prompt_lengths)}
+        for name, lengths in (("chosen", self.chosen_lengths),
+                              ("rejected", self.rejected_lengths), ("gold", self.gold_lengths)):
+            arr = np.asarray(lengths, dtype=np.int64)
+            present = arr[arr > 0]
+            if len(present) or name != "gold":
+                stats[name] = _stats(present)
+        return stats
 
     def to_dict(self) -> dict:
         return {"pairs": self.pairs, "kept": self.kept, "dropped": dict(self.dropped),
@@ -282,24 +301,43 @@ class _Run:
         self.out.dropped[reason] += 1
         self.note(i, f"{reason}: {detail}" if detail else reason)
 
-    def _boundary(self, plan: _Plan, head: list[int], chosen, rejected,
-                  prompt_ids: list[int] | None) -> tuple[list[int], list[int], int, bool]:
-        """(full chosen ids, full rejected ids, shared prompt tokens, clean) of one pair."""
-        (tail_c, enc_c), (tail_r, enc_r) = chosen, rejected
-        full_c, full_r = head + tail_c, head + tail_r
-        if enc_c is None:  # no offsets: compare with the prompt's own tokenization
-            kc, kr = _common(full_c, prompt_ids), _common(full_r, prompt_ids)
-            return full_c, full_r, min(kc, kr), kc == kr == len(prompt_ids)
+    def _boundary(self, plan: _Plan, head: list[int], tails: list[tuple],
+                  prompt_ids: list[int] | None) -> tuple[list[list[int]], int, bool]:
+        """(full ids of each text, shared prompt tokens, clean) of one pair; ``tails``: the
+        (ids, encoding) of each full text after ``head`` (chosen, rejected, gold if any)."""
+        fulls = [head + ids for ids, _ in tails]
+        if tails[0][1] is None:  # no offsets: compare with the prompt's own tokenization
+            ks = [_common(full, prompt_ids) for full in fulls]
+            return fulls, min(ks), all(k == len(prompt_ids) for k in ks)
         end = plan.rendered.prompt_chars - plan.cut
-        kc, ok_c = _split_encoding(enc_c, end)
-        kr, ok_r = _split_encoding(enc_r, end)
-        if ok_c and ok_r and kc == kr and tail_c[:kc] == tail_r[:kr]:
-            return full_c, full_r, len(head) + kc, True
-        return full_c, full_r, len(head) + _common(tail_c[:kc], tail_r[:kr]), False
+        splits = [_split_encoding(enc, end) for _, enc in tails]
+        firsts = [ids[:k] for (ids, _), (k, _) in zip(tails, splits)]
+        if all(ok and k == splits[0][0] for k, ok in splits) and all(
+                f == firsts[0] for f in firsts[1:]):
+            return fulls, len(head) + splits[0][0], True
+        return fulls, len(head) + min(_common(firsts[0], f) for f in firsts[1:]), False
 
-    def add(self, plan: _Plan, head: list[int], chosen, rejected, prompt_ids=None) -> None:
+    def _fit(self, i: int, prompt: list[int], responses: list[list[int]],
+             ) -> tuple[list[int], list[list[int]]] | None:
+        """``prompt`` and ``responses`` within the length limits, or None (dropped, counted)."""
+        out = self.out
+        if self.max_prompt_length is not None and len(prompt) > self.max_prompt_length:
+            prompt = prompt[-self.max_prompt_length:]
+            out.prompts_truncated += 1
+        longest = max(map(len, responses))
+        if self.max_length is not None and len(prompt) + longest > self.max_length:
+            if self.overflow == "drop":
+                self.drop(i, "too_long", f"{len(prompt)} + {longest} tokens")
+                out.overlong.append(len(prompt) + longest)
+                return None
+            budget = max(0, self.max_length - len(prompt))
+            responses = [resp[:budget] for resp in responses]
+            out.responses_truncated += 1
+        return prompt, responses
+
+    def add(self, plan: _Plan, head: list[int], tails: list[tuple], prompt_ids=None) -> None:
         i, r, out = plan.index, plan.rendered, self.out
-        full_c, full_r, k, clean = self._boundary(plan, head, chosen, rejected, prompt_ids)
+        fulls, k, clean = self._boundary(plan, head, tails, prompt_ids)
         if r.fallback:
             out.template_fallbacks += 1
         if not clean:
@@ -308,34 +346,33 @@ class _Run:
                 self.drop(i, "boundary_mismatch")
                 return
             self.note(i, "boundary_mismatch (shifted)")
-        prompt, resp_c, resp_r = full_c[:k], full_c[k:], full_r[k:]
-        if not r.chosen_eos:
-            resp_c.append(self.eos_id)
-        if not r.rejected_eos:
-            resp_r.append(self.eos_id)
-        if self.max_prompt_length is not None and len(prompt) > self.max_prompt_length:
-            prompt = prompt[-self.max_prompt_length:]
-            out.prompts_truncated += 1
-        if self.max_length is not None and len(prompt) + max(len(resp_c), len(resp_r)) > self.max_length:
-            if self.overflow == "drop":
-                self.drop(i, "too_long", f"{len(prompt)} + {max(len(resp_c), len(resp_r))} tokens")
-                out.overlong.append(len(prompt) + max(len(resp_c), len(resp_r)))
-                return
-            budget = max(0, self.max_length - len(prompt))
-            resp_c, resp_r = resp_c[:budget], resp_r[:budget]
-            out.responses_truncated += 1
+        responses = [full[k:] for full in fulls]  # chosen, rejected[, gold]
+        for resp, eos in zip(responses, (r.chosen_eos, r.rejected_eos, r.gold_eos)):
+            if not eos:
+                resp.append(self.eos_id)
+        # an unpaired example's empty side: its text was the other side's, its tokens are none
+        skip = ("chosen", "rejected").index(r.empty) if r.empty else -1
+        if skip >= 0:
+            responses[skip] = []
+        fitted = self._fit(i, fulls[0][:k], responses)
+        if fitted is None:
+            return
+        prompt, responses = fitted
         if not prompt:
             self.drop(i, "empty_prompt")
             return
-        if not resp_c or not resp_r:
+        if any(not resp for j, resp in enumerate(responses) if j != skip):
             self.drop(i, "empty_response")
             return
-        out.examples.append(TokenizedPair(prompt, resp_c, resp_r))
+        gold = responses[2] if len(responses) > 2 else []
+        out.examples.append(TokenizedPair(prompt, responses[0], responses[1], gold))
         out.indices.append(i)
 
     def _plan(self, i: int) -> _Plan | None:
         pair = self.pairs[i - self.base]
-        if not pair.chosen or not pair.rejected:  # pairs built by hand, not by load_pairs
+        # no response at all (pairs built by hand, not by load_pairs); one empty side is an
+        # unpaired example's
+        if not pair.chosen and not pair.rejected:
             self.drop(i, "empty_response")
             return None
         try:
@@ -344,7 +381,7 @@ class _Run:
             self.drop(i, "template_error", str(err)[:200])
             return None
         plan = _Plan(i, r)
-        found = self.cutter.cut((r.chosen, r.rejected), r.prompt_chars) if self.cutter else None
+        found = self.cutter.cut(tuple(r.texts()), r.prompt_chars) if self.cutter else None
         if found:
             plan.cut, plan.cut_id = found
         return plan
@@ -360,11 +397,7 @@ class _Run:
 
     def _encode(self, span: range) -> None:
         plans = [p for p in map(self._plan, span) if p is not None]
-        texts: list[str] = []
-        for p in plans:
-            c, r, n = p.rendered.chosen, p.rendered.rejected, p.cut
-            texts += [c[:n], c[n:], r[n:]] if n else [c, r]
-        encoded = iter(self.encoder.encode(texts))
+        encoded = iter(self.encoder.encode([t for p in plans for t in _to_encode(p)]))
         parts: list[tuple] = []
         retry: list[int] = []
         for j, p in enumerate(plans):
@@ -374,19 +407,39 @@ class _Run:
                 if not ids or ids[-1] != p.cut_id:  # the head did not end as expected: no cut
                     retry.append(j)
                 head += ids
-            parts.append((head, next(encoded), next(encoded), None))
+            parts.append((head, _tails(p, encoded), None))
         if retry:
             for j in retry:
                 plans[j].cut = 0
-            again = iter(self.encoder.encode([t for j in retry for t in (
-                plans[j].rendered.chosen, plans[j].rendered.rejected)]))
+            again = iter(self.encoder.encode([t for j in retry for t in _to_encode(plans[j])]))
             for j in retry:
-                parts[j] = (list(self.encoder.lead), next(again), next(again), None)
+                parts[j] = (list(self.encoder.lead), _tails(plans[j], again), None)
         if self.encoder.backend is None:
             heads = self.encoder.encode([p.rendered.chosen[: p.rendered.prompt_chars] for p in plans])
-            parts = [(h, c, r, self.encoder.lead + ids) for (h, c, r, _), (ids, _) in zip(parts, heads)]
-        for p, (head, c, r, prompt_ids) in zip(plans, parts):
-            self.add(p, head, c, r, prompt_ids)
+            parts = [(h, tails, self.encoder.lead + ids)
+                     for (h, tails, _), (ids, _) in zip(parts, heads)]
+        for p, (head, tails, prompt_ids) in zip(plans, parts):
+            self.add(p, head, tails, prompt_ids)
+
+
+def _to_encode(plan: _Plan) -> list[str]:
+    """The texts of one pair to encode: the shared head when cut, then the rest of each full
+    text, the empty side of an unpaired example left out (it is a copy of the other side)."""
+    r, n = plan.rendered, plan.cut
+    texts = r.texts()
+    if r.empty:
+        del texts[1]  # chosen and rejected are the same text
+    return [texts[0][:n], *(t[n:] for t in texts)] if n else texts
+
+
+def _tails(plan: _Plan, encoded: Iterator) -> list[tuple]:
+    """The (ids, encoding) of each full text of ``plan`` after its head, read from
+    ``encoded`` (in :func:`_to_encode`'s order): chosen, rejected, gold if any."""
+    r = plan.rendered
+    tails = [next(encoded) for _ in range(len(r.texts()) - bool(r.empty))]
+    if r.empty:
+        tails.insert(1, tails[0])
+    return tails
 
 
 class _Total:
@@ -551,8 +604,8 @@ def _fill(report: TokenizeReport, counts: dict, store: TokenStore) -> None:
     for name in _COUNTS:
         setattr(report, name, counts[name])
     lengths = store.lengths
-    report.prompt_lengths, report.chosen_lengths, report.rejected_lengths = (
-        lengths[:, 0], lengths[:, 1], lengths[:, 2])
+    report.prompt_lengths, report.chosen_lengths, report.rejected_lengths, report.gold_lengths = (
+        lengths[:, 0], lengths[:, 1], lengths[:, 2], lengths[:, 3])
     report.tokens = int(lengths.sum())
     report.store_bytes = store.nbytes
 
@@ -567,7 +620,7 @@ def tokenize_pairs(pairs: Sequence[PreferencePair], tokenizer, max_length: int |
     Args:
         pairs: from :func:`asft.data.load_pairs`.
         tokenizer: a transformers tokenizer with an EOS token (fast ones are much faster).
-        max_length: limit on ``len(prompt) + len(longer response)``, or None.
+        max_length: limit on ``len(prompt) + len(longest response)`` (gold included), or None.
         max_prompt_length: limit on the prompt, keeping its end, or None.
         cache_dir: folder of the on-disk cache (token stores keyed on the pairs' messages),
             or None for an in-memory store.

@@ -25,6 +25,8 @@ from asft.losses import rpo as _rpo  # noqa: F401
 from asft.losses import orpo as _orpo  # noqa: F401
 from asft.losses import simpo as _simpo  # noqa: F401
 from asft.losses import cpo as _cpo  # noqa: F401
+from asft.losses import kto as _kto  # noqa: F401
+from asft.losses import tpo as _tpo  # noqa: F401
 
 # isort: on
 from asft.losses.base import (
@@ -151,7 +153,10 @@ def compute(name: str, stats: SequenceStats, **hparams: float) -> tuple[torch.Te
     resolved = resolve_hparams(name, **hparams)
     if spec.needs_reference:
         require_reference(name, stats)
-    stats, scorable = prepare(stats)
+    if spec.extra is not None and stats.extra_logps is None:
+        raise ValueError(f"loss {name!r} reads a third response ({spec.extra}) but "
+                         "SequenceStats.extra_logps is None")
+    stats, scorable = prepare(stats, spec.unpaired)
     loss, metrics = spec.fn(stats, **resolved)
     metrics = {
         **metrics,

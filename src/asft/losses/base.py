@@ -34,6 +34,17 @@ class SequenceStats:
         rejected_tokens: number of rejected response tokens.
         ref_chosen_logps: the reference model's summed chosen log-prob, or None.
         ref_rejected_logps: the reference model's summed rejected log-prob, or None.
+        extra_logps: summed log-prob of a third response per example, or None: TPO's gold
+            response, KTO's mismatched completion (another example's response under this
+            prompt, for its KL estimate). Which one is the loss's ``LossSpec.extra``.
+        extra_tokens: its token count (0 where an example has none: TPO falls back to chosen).
+        ref_extra_logps: the reference model's summed log-prob of the third response, or None.
+        mean_over_processes: averages a scalar over the data-parallel processes (the training
+            step passes an all-reduce; None, as in a single process, is the identity). For a
+            batch-level quantity such as KTO's reference point z0.
+
+    For an unpaired example (KTO) one side has 0 tokens: only losses registered with
+    ``unpaired=True`` accept those.
     """
 
     chosen_logps: torch.Tensor
@@ -42,6 +53,34 @@ class SequenceStats:
     rejected_tokens: torch.Tensor
     ref_chosen_logps: torch.Tensor | None = None
     ref_rejected_logps: torch.Tensor | None = None
+    extra_logps: torch.Tensor | None = None
+    extra_tokens: torch.Tensor | None = None
+    ref_extra_logps: torch.Tensor | None = None
+    mean_over_processes: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    @classmethod
+    def from_scores(cls, logps: torch.Tensor, tokens: torch.Tensor, ref: torch.Tensor | None,
+                    num_pairs: int, mean_over_processes: Callable | None = None) -> SequenceStats:
+        """Statistics from a scorer's output: ``logps``/``tokens`` [K*B] and the reference's
+        ``ref`` [K*B] (or None), chosen block first, then rejected, then (K = 3) extra."""
+        b = num_pairs
+        k = logps.shape[0] // b
+        lp, tk = logps.view(k, b), tokens.view(k, b)
+        rf = None if ref is None else ref.view(k, b)
+        extra = {}
+        if k == 3:
+            extra = {"extra_logps": lp[2], "extra_tokens": tk[2],
+                     "ref_extra_logps": None if rf is None else rf[2]}
+        return cls(lp[0], lp[1], tk[0], tk[1], None if rf is None else rf[0],
+                   None if rf is None else rf[1], **extra, mean_over_processes=mean_over_processes)
+
+    def global_mean(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` (a scalar) averaged over the processes (itself in a single process)."""
+        return t if self.mean_over_processes is None else self.mean_over_processes(t)
+
+    def mean_extra(self) -> torch.Tensor:
+        """Mean token log-prob of the third response, shape [B] (0 where it has no tokens)."""
+        return _mean(require(self.extra_logps, "extra_logps"), require(self.extra_tokens, "extra_tokens"))
 
     def mean_chosen(self) -> torch.Tensor:
         """s(y_w): mean token log-prob of the chosen response, shape [B]."""
@@ -92,6 +131,10 @@ class LossSpec:
         formula: the per-pair loss in the symbols of docs/losses.md (plain text, one line).
         related: further arXiv ids: variants this implementation covers, or other papers
             proposing the same loss.
+        extra: the third response the loss reads (``SequenceStats.extra_*``), one of
+            :data:`EXTRAS`, or None; the training data gains it as ``extra_ids``.
+        unpaired: True when the loss accepts examples with one side empty (KTO's unpaired
+            desirable / undesirable examples).
     """
 
     name: str
@@ -103,7 +146,13 @@ class LossSpec:
     positive: tuple[str, ...] = ()
     formula: str = ""
     related: tuple[str, ...] = ()
+    extra: str | None = None
+    unpaired: bool = False
 
+
+# What a loss's third response is (LossSpec.extra): the data's gold response (chosen when a
+# pair has none), or another example's response under this prompt (a mismatched completion).
+EXTRAS = ("gold", "mismatched")
 
 LOSSES: dict[str, LossSpec] = {}
 
@@ -117,6 +166,8 @@ def register(
     positive: tuple[str, ...] = (),
     formula: str = "",
     related: tuple[str, ...] = (),
+    extra: str | None = None,
+    unpaired: bool = False,
     **defaults: float,
 ) -> Callable[[LossFn], LossFn]:
     """Decorator that adds ``fn`` to :data:`LOSSES` under ``name`` with its hyperparameter defaults."""
@@ -127,9 +178,11 @@ def register(
         unknown = sorted(set(positive) - set(defaults))
         if unknown:
             raise ValueError(f"loss {name!r}: positive names unknown hyperparameters {unknown}")
+        if extra not in (None, *EXTRAS):
+            raise ValueError(f"loss {name!r}: extra must be one of {EXTRAS} or None, got {extra!r}")
         LOSSES[name] = LossSpec(
             name, fn, dict(defaults), needs_reference, paper, summary, tuple(positive),
-            formula, tuple(related),
+            formula, tuple(related), extra, unpaired,
         )
         return fn
 
@@ -204,7 +257,7 @@ def reward_metrics(chosen: torch.Tensor, rejected: torch.Tensor) -> Metrics:
 # ---------------------------------------------------------------------------------------------
 # What compute() does before it calls a loss function.
 
-_REF_FIELDS = ("ref_chosen_logps", "ref_rejected_logps")
+_REF_FIELDS = ("ref_chosen_logps", "ref_rejected_logps", "ref_extra_logps")
 # Placeholder statistics of an unscorable pair: any finite values keep the loss finite; the
 # loss and metrics of that pair are then replaced by 0 and the pair is flagged.
 _PLACEHOLDER_LOGP = -1.0
@@ -212,7 +265,8 @@ _PLACEHOLDER_LOGP = -1.0
 
 def require_reference(name: str, stats: SequenceStats) -> None:
     """Raise a ValueError when loss ``name`` needs reference log-probs and ``stats`` lacks them."""
-    missing = [f for f in _REF_FIELDS if getattr(stats, f) is None]
+    needed = _REF_FIELDS if stats.extra_logps is not None else _REF_FIELDS[:2]
+    missing = [f for f in needed if getattr(stats, f) is None]
     if missing:
         free = ", ".join(sorted(n for n, s in LOSSES.items() if not s.needs_reference))
         raise ValueError(
@@ -222,19 +276,21 @@ def require_reference(name: str, stats: SequenceStats) -> None:
         )
 
 
-def prepare(stats: SequenceStats) -> tuple[SequenceStats, torch.Tensor]:
+def prepare(stats: SequenceStats, unpaired: bool = False) -> tuple[SequenceStats, torch.Tensor]:
     """Check, upcast and sanitise ``stats``; return them and the ``scorable`` mask [B] (bool).
 
     - every tensor must have the same shape [B] (a ValueError names the odd one out);
     - log-probs become float32 or wider (the widest dtype present), token counts the same;
     - reference log-probs are detached (the reference model is frozen);
-    - a pair is scorable when both responses have >= 1 token; the statistics of the other
-      pairs are replaced by finite placeholders, with no gradient reaching the originals.
+    - a pair is scorable when both responses have >= 1 token (``unpaired``: when either has);
+      the statistics of the other pairs are replaced by finite placeholders, with no gradient
+      reaching the originals.
 
     No value is read back to the host, so this never synchronises a GPU stream.
     """
     present = {
-        f.name: getattr(stats, f.name) for f in fields(stats) if getattr(stats, f.name) is not None
+        f.name: getattr(stats, f.name) for f in fields(stats)
+        if getattr(stats, f.name) is not None and f.name != "mean_over_processes"
     }
     for name, t in present.items():
         if not isinstance(t, torch.Tensor):
@@ -252,7 +308,8 @@ def prepare(stats: SequenceStats) -> tuple[SequenceStats, torch.Tensor]:
     for name, t in present.items():
         if t.is_floating_point() and not name.endswith("_tokens"):
             dtype = torch.promote_types(dtype, t.dtype)
-    scorable = (stats.chosen_tokens >= 1) & (stats.rejected_tokens >= 1)
+    has_w, has_l = stats.chosen_tokens >= 1, stats.rejected_tokens >= 1
+    scorable = (has_w | has_l) if unpaired else (has_w & has_l)
     out = {}
     for name, t in present.items():
         t = t.to(dtype)

@@ -185,8 +185,9 @@ class PreferenceScorer(nn.Module):
             path: full logits and log_softmax, kept for ablations and as a test reference).
         chunk_size: rows per LM-head chunk; default sized for ~64 MB of float32 logits.
 
-    Returns from forward: ``(logps, tokens)``, both [2B]: summed log-probs (float32) and token
-    counts of the chosen responses (first B) then the rejected ones.
+    Returns from forward: ``(logps, tokens)``, both [K*B]: summed log-probs (float32) and token
+    counts of the chosen responses (first B), then the rejected ones, then (K = 3) the third
+    responses (``num_seqs`` of the batch; an absent response scores 0 with 0 tokens).
     """
 
     def __init__(self, model: nn.Module, head: str = "chunked", chunk_size: int | None = None):
@@ -222,7 +223,7 @@ class PreferenceScorer(nn.Module):
                                       position_ids=batch["position_ids"], use_cache=False).last_hidden_state
             token_logps = target_logprobs(hidden.flatten(0, 1)[index], lm.get_output_embeddings(),
                                           targets, self.chunk_size, self.softcap)
-        n_seq = 2 * batch["num_pairs"]
+        n_seq = batch.get("num_seqs", 2 * batch["num_pairs"])
         seq = batch["target_seq"]
         logps = torch.zeros(n_seq, dtype=torch.float32, device=token_logps.device).index_add(0, seq, token_logps)
         tokens = torch.bincount(seq, minlength=n_seq)

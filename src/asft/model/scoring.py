@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from asft.data.collate import responses_per_pair
+
 #: Rows of the table :func:`score_pairs` returns.
 CHOSEN, REJECTED, CHOSEN_TOKENS, REJECTED_TOKENS = range(4)
 
@@ -50,14 +52,17 @@ def score_pairs(
 
     Returns:
         float64 tensor [4, N] on the CPU, N = len(examples): rows CHOSEN, REJECTED (summed
-        log-probs, nats), CHOSEN_TOKENS, REJECTED_TOKENS; zeros for examples not scored.
+        log-probs, nats), CHOSEN_TOKENS, REJECTED_TOKENS; zeros for examples not scored. For
+        examples with a third response (``extra_ids``) the table is [6, N]: the K = 3 summed
+        log-probs (chosen, rejected, extra), then their K token counts.
     """
     if indices is None:
         size = pair_sizes(examples)
         # longest first: similar lengths share a batch, so little padding is computed
         indices = sorted(range(len(examples)), key=size.__getitem__, reverse=True)
     counted = [True] * len(indices) if counted is None else counted
-    table = torch.zeros(4, len(examples), dtype=torch.float64)
+    k = responses_per_pair([examples[indices[0]]]) if len(indices) else 2
+    table = torch.zeros(2 * k, len(examples), dtype=torch.float64)
     # each submodule's own mode is restored: a fresh scorer around a model in eval mode must
     # not leave that model in training mode
     modes = [(m, m.training) for m in scorer.modules()] if isinstance(scorer, torch.nn.Module) else []
@@ -70,7 +75,7 @@ def score_pairs(
                 keep = torch.tensor(counted[start:start + batch_size], dtype=torch.bool)
                 logps, tokens = scorer(make_batch([examples[i] for i in idx]))
                 b = len(idx)
-                rows = torch.stack([logps[:b], logps[b:], tokens[:b], tokens[b:]]).double().cpu()
+                rows = torch.cat([logps.view(-1, b), tokens.view(-1, b)]).double().cpu()
                 table[:, torch.tensor(idx)[keep]] = rows[:, keep]
                 if on_batch is not None:
                     on_batch(b)

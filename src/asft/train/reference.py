@@ -32,8 +32,9 @@ from safetensors.torch import save_file
 
 from asft import atomic
 from asft.config import Config
+from asft.data.collate import responses_per_pair
 from asft.losses import LOSSES
-from asft.model.scoring import CHOSEN, REJECTED, pair_sizes
+from asft.model.scoring import pair_sizes
 from asft.progress import progress_bar
 from asft.train import sharding
 from asft.train.distributed import score_shards
@@ -47,7 +48,8 @@ class Reference(Protocol):
     strategy: str
 
     def __call__(self, batch: dict, indices: Sequence[int]) -> torch.Tensor:
-        """Summed reference log-probs [2B] (float32): chosen responses, then rejected.
+        """Summed reference log-probs [K*B] (float32): chosen responses, then rejected, then
+        (K = 3, a loss with a third response) the third ones.
 
         ``indices`` are the batch's positions in the training set (used by the cache).
         """
@@ -66,7 +68,7 @@ def load_reference_model(name: str, dtype: str, trust_remote_code: bool,
 
 
 def _score(scorer: Any, batch: dict, model: torch.nn.Module) -> torch.Tensor:
-    """Summed log-probs [2B] under no_grad with ``model`` in eval mode (restored after)."""
+    """Summed log-probs [K*B] under no_grad with ``model`` in eval mode (restored after)."""
     was_training = model.training
     model.eval()
     try:
@@ -121,8 +123,8 @@ class AdapterReference:
 
 
 class CachedReference:
-    """Reference log-probs looked up by training-set index; tensor [N, 2] (chosen, rejected),
-    NaN for pairs that were not scored (the run never reads them)."""
+    """Reference log-probs looked up by training-set index; tensor [N, K] (chosen, rejected and,
+    K = 3, the third response), NaN for pairs that were not scored (the run never reads them)."""
 
     strategy = "cache"
 
@@ -135,7 +137,7 @@ class CachedReference:
             # the data order and the precomputed set disagree: a bug, never a silent NaN loss
             unscored = [i for i, r in zip(indices, rows.tolist()) if math.isnan(r[0])]
             raise RuntimeError(f"reference log-probs of training pairs {unscored} were not precomputed")
-        return torch.cat([rows[:, 0], rows[:, 1]]).to(batch["input_ids"].device)
+        return rows.T.reshape(-1).to(batch["input_ids"].device)
 
 
 def fingerprint(cfg: Config, examples: Sequence[Any]) -> str:
@@ -148,7 +150,8 @@ def fingerprint(cfg: Config, examples: Sequence[Any]) -> str:
         h.update(examples.digest().encode())
         return h.hexdigest()
     for ex in examples:
-        for ids in (ex.prompt_ids, ex.chosen_ids, ex.rejected_ids):
+        extra = (ex.extra_ids,) if hasattr(ex, "extra_ids") else ()
+        for ids in (ex.prompt_ids, ex.chosen_ids, ex.rejected_ids, *extra):
             h.update(len(ids).to_bytes(4, "little"))
             h.update(torch.as_tensor(list(ids), dtype=torch.int64).numpy().tobytes())
     return h.hexdigest()
@@ -178,8 +181,9 @@ def build_cache(cfg: Config, accelerator: Any, examples: Sequence[Any],
     """
     expected = fingerprint(cfg, examples)
     table = _read_cache(path, expected) if path.is_file() else None
-    if table is None or table.shape != (len(examples), 2):
-        table = torch.full((len(examples), 2), math.nan, dtype=torch.float32)
+    k = responses_per_pair([examples[0]]) if len(examples) else 2
+    if table is None or table.shape != (len(examples), k):
+        table = torch.full((len(examples), k), math.nan, dtype=torch.float32)
     need = torch.arange(len(examples)) if needed is None else torch.as_tensor(list(needed), dtype=torch.long)
     missing = need[torch.isnan(table[need, 0])].tolist()
     if not missing:
@@ -196,7 +200,7 @@ def build_cache(cfg: Config, accelerator: Any, examples: Sequence[Any],
         scores = score_shards(accelerator, scorer, examples, make_batch, cfg.training.batch_size,
                               subset=missing, on_batch=(lambda n: bar.advance(task, n)) if bar else None)
     rows = torch.as_tensor(missing, dtype=torch.long)
-    table[rows] = scores[[CHOSEN, REJECTED]][:, rows].T.to(torch.float32)
+    table[rows] = scores[:k][:, rows].T.to(torch.float32)  # the K summed log-prob rows
     if accelerator.is_main_process:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic.file(path) as tmp:

@@ -22,6 +22,7 @@ import torch
 from asft import atomic
 from asft.config import Config, to_dict, to_yaml
 from asft.errors import AsftError
+from asft.losses import LOSSES
 from asft.train import checkpoint as ckpt
 from asft.train import rundir, sharding, shards
 from asft.train.distributed import broadcast, has_accelerator
@@ -98,6 +99,13 @@ class Run:
         if self.main:
             self.console.print(message, highlight=False)
 
+    def mean_over_processes(self, t: torch.Tensor) -> torch.Tensor:
+        """A scalar averaged over the processes (a collective: every process calls it in the
+        same step, as every loss computes the same statistics; itself in one process)."""
+        if self.accelerator.num_processes == 1:
+            return t
+        return self.accelerator.reduce(t.detach().clone(), "mean")
+
     def batch(self, indices: Sequence[int]) -> dict:
         """The training pairs at ``indices``, collated on the device."""
         return self.make_batch([self.train_ex[i] for i in indices])
@@ -133,6 +141,7 @@ def setup(config: Config, *, resume: bool, overwrite: bool, console: Any = None)
     with accelerator.main_process_first():
         tokenizer = explain_load("tokenizer", cfg, lambda: _tokenizer(cfg))
         train_ex, probe_ex = load_examples(cfg, tokenizer, log, out / DATA_REPORT if main else None)
+    train_ex = for_loss(cfg, train_ex)
     try:
         order = DataOrder(len(train_ex), cfg.training.batch_size, accelerator.num_processes,
                           cfg.training.grad_accum, cfg.seed, cfg.training.order == "random")
@@ -257,6 +266,25 @@ def load_examples(cfg: Config, tokenizer: Any, log: Callable[[str], None],
     keep = np.ones(len(store), dtype=bool)
     keep[probe_idx] = False
     return store.take(np.flatnonzero(keep)), store.take(probe_idx)
+
+
+def for_loss(cfg: Config, pairs: Any) -> Any:
+    """The training pairs as loss ``cfg.loss.name`` reads them: with its third response
+    (:class:`asft.data.views.WithExtra`) when it has one; refused with one line when the data
+    holds unpaired examples (one side empty) and the loss needs pairs."""
+    from asft.data.views import WithExtra
+
+    spec = LOSSES[cfg.loss.name]
+    lengths = np.asarray(pairs.lengths) if hasattr(pairs, "lengths") else None
+    if lengths is not None and not spec.unpaired:
+        one_sided = int(((lengths[:, 1] == 0) | (lengths[:, 2] == 0)).sum())
+        if one_sided:
+            takes = ", ".join(n for n, s in LOSSES.items() if s.unpaired)
+            raise AsftError(f"data.source {cfg.data.source!r}: {one_sided} of {len(pairs)} training "
+                            f"examples are unpaired (one response with a desirable/undesirable "
+                            f"label); loss {cfg.loss.name!r} needs pairs: use a loss that reads "
+                            f"unpaired examples ({takes})")
+    return pairs if spec.extra is None else WithExtra(pairs, spec.extra)
 
 
 def _batcher(cfg: Config, accelerator: Any, model: torch.nn.Module, tokenizer: Any,

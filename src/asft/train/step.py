@@ -61,8 +61,7 @@ def micro_step(run: Run, indices: Sequence[int]) -> torch.Tensor:
     with run.accelerator.accumulate(run.scorer):
         logps, tokens = run.scorer(batch)
         ref = run.reference(batch, indices) if run.reference is not None else None
-        stats = SequenceStats(logps[:b], logps[b:], tokens[:b], tokens[b:],
-                              None if ref is None else ref[:b], None if ref is None else ref[b:])
+        stats = SequenceStats.from_scores(logps, tokens, ref, b, run.mean_over_processes)
         # looked up at call time, so that a test may wrap the registry's entry point
         losses, metrics = registry.compute(run.cfg.loss.name, stats, **run.cfg.loss.hparams)
         loss = faults.poison("train.loss", losses.sum() / b)
