@@ -102,6 +102,8 @@ def test_method_specs_carry_their_own_learning_rates():
     assert dpo.label == "dpo:beta=0.2,lr=5e-07|5e-06" and dpo.slug == "dpo-beta0.2-lr5e-07-5e-06"
     assert parse_methods(dpo.label, lr=True) == [dpo]  # the label reads back
     assert parse_methods("sft:lr=1e-5", lr=True)[0].label == "sft:lr=1e-05"
+    kto, tpo = parse_methods("kto:desirable_weight=1.33,lr=1e-6|1e-5; tpo:alpha=1", lr=True)
+    assert kto.hparams == {"desirable_weight": 1.33} and kto.lrs == (1e-6, 1e-5) and tpo.hparams == {"alpha": 1.0}
     with pytest.raises(ValueError, match="unknown hyperparameter"):
         parse_methods("dpo:lr=1e-5")  # asft gradients has no learning rate
     with pytest.raises(ValueError, match="must be in"):

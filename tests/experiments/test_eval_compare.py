@@ -123,3 +123,18 @@ def test_a_staged_method_splits_the_budget_between_its_stages(tmp_path, monkeypa
     assert sorted(p.name for p in (run / "stages").iterdir()) == ["01-sft", "02-asft"]
     assert (run / "model" / "config.json").is_file()
     assert {r["stage"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())} == {"sft", "asft"}
+
+
+def test_compare_runs_the_losses_with_a_third_response(tmp_path, monkeypatch):
+    """KTO and TPO are methods like the others: trained, evaluated and reported."""
+    monkeypatch.setenv("ASFT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "cmp"
+    assert main(["compare", "--methods", "kto:desirable_weight=1.33; tpo:alpha=1", "--output", str(out),
+                 "--model", "tiny-llama", "--max-steps", "2", "--set", "data.limit=40",
+                 "--set", "logging.tensorboard=false", "--eval-samples", "4",
+                 "--max-new-tokens", "3", "--no-isolate"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert [r["label"] for r in results] == ["base", "kto:desirable_weight=1.33", "tpo:alpha=1"]
+    assert all(not r["error"] and r["metrics"]["pairs"] == 4 for r in results)
+    report = (out / "report.md").read_text()
+    assert "| kto:desirable_weight=1.33 |" in report and "| tpo:alpha=1 |" in report
