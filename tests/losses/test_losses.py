@@ -511,6 +511,9 @@ def test_metrics_shapes_and_terms_add_up(name):
 THIRD = {
     "kto": (True, {"beta": 0.1, "desirable_weight": 1.0, "undesirable_weight": 1.0}, "mismatched", True),
     "tpo": (False, {"beta": 0.1, "alpha": 0.5}, "gold", False),
+    # no third response, but further reference models (tests/losses/test_losses_mrpo.py)
+    "mrpo": (True, {"beta": 0.1, "eta": 0.1, "fixed_eta": 0.0, "alpha": 0.5, "adaptive_alpha": 1.0},
+             None, False),
 }
 
 
@@ -521,6 +524,7 @@ def test_registry_contract():
         assert (spec.needs_reference, spec.defaults, spec.extra, spec.unpaired) == (
             needs_reference, defaults, extra, unpaired), name
     assert all(get_spec(n).extra is None and not get_spec(n).unpaired for n in REGISTRY)
+    assert [n for n, spec in LOSSES.items() if spec.multi_reference] == ["mrpo"]
     for name, (needs_reference, defaults) in REGISTRY.items():
         spec = get_spec(name)
         assert spec.name == name

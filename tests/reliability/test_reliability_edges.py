@@ -97,9 +97,10 @@ def test_edge_log_probs_and_empty_responses_through_the_trainer(name, tmp_path, 
 
     monkeypatch.setattr(asft.losses, "compute", spy)
     out = tmp_path / "run"
+    more = ["reference.models=[tiny-llama]"] if LOSSES[name].multi_reference else []
     train(load_config(None, [*BASE, f"loss.name={name}", "training.max_steps=4",
                              f"training.batch_size={len(EDGE_BATCH)}", "optim.warmup_steps=0",
-                             f"output_dir={out}"]))
+                             f"output_dir={out}", *more]))
     records = [r for r in _records(out) if r["step"] > 0]
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     unscorable = UNSCORABLE_UNPAIRED if LOSSES[name].unpaired else UNSCORABLE

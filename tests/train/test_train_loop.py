@@ -27,8 +27,10 @@ def _records(run: Path) -> list[dict]:
 
 @pytest.mark.parametrize("loss", sorted(LOSSES))
 def test_every_registered_loss_trains_three_steps(loss, tiny_train_overrides, tiny_model_dir):
+    # MRPO needs a second reference: the policy's own start (the same tiny model) serves
+    more = ["reference.models=[tiny-llama]"] if LOSSES[loss].multi_reference else []
     cfg = load_config(None, [*tiny_train_overrides, f"loss.name={loss}", "training.max_steps=3",
-                             "data.probe_size=0", "optim.lr=1e-3"])
+                             "data.probe_size=0", "optim.lr=1e-3", *more])
     result = train(cfg)
     records = [r for r in _records(result.output_dir) if "loss" in r]
     assert [r["step"] for r in records] == [1, 2, 3]

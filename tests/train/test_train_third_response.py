@@ -108,3 +108,28 @@ def test_tpo_without_a_gold_column_uses_the_chosen_response(tiny_train_overrides
     records = _records(train(cfg).output_dir)
     for r in records:
         assert r["logps/gold"] == pytest.approx(r["logps/chosen"], abs=1e-6)
+
+
+def test_mrpo_with_an_agreeing_second_reference_trains_as_dpo(tmp_path, tiny_train_overrides):
+    """reference.models holds the policy's own starting point: both references agree, so every
+    step's loss equals DPO's; the second reference's log-probs sit in their own cache file."""
+    losses = {}
+    for loss, extra in (("dpo", []), ("mrpo", ["reference.models=[tiny-llama]"])):
+        out = tmp_path / loss
+        cfg = load_config(None, [*tiny_train_overrides, f"loss.name={loss}", "data.probe_size=0",
+                                 "optim.lr=1e-3", f"output_dir={out}", *extra])
+        losses[loss] = [r["loss"] for r in _records(train(cfg).output_dir)]
+    assert (tmp_path / "mrpo" / reference.more_cache_file(0)).is_file()
+    assert losses["mrpo"] == pytest.approx(losses["dpo"], abs=1e-5)
+    assert losses["mrpo"][0] == pytest.approx(math.log(2), abs=1e-5)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["loss.name=mrpo"], "reference.models: loss 'mrpo' needs further reference models"),
+    (["loss.name=mrpo", "reference.models=[a, b]"], "defined .* for two references"),
+])
+def test_reference_models_are_checked_with_the_config(overrides, message, tiny_train_overrides):
+    from asft.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [*tiny_train_overrides, *overrides])

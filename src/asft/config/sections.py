@@ -138,6 +138,11 @@ class ReferenceConfig(Section):
     model: str | None = None
     """Reference model name when it differs from the policy's starting point; None: the same."""
 
+    models: list[str] = field(default_factory=list)
+    """Further reference models, for losses that combine several (``mrpo``, arXiv 2405.16388):
+    their log-probs are precomputed before training, one model in memory at a time, and stored
+    in the output folder; the reference above stays the primary one."""
+
     def resolved(self, lora_enabled: bool) -> str:
         """The concrete strategy that ``auto`` stands for."""
         if self.strategy != "auto":
@@ -449,6 +454,7 @@ class Config(Section):
                 raise FieldError(f"stages[{i}].{where}", err.message) from None
         from asft.losses import LOSSES
 
+        self._check_references(LOSSES[self.loss.name])
         if LOSSES[self.loss.name].needs_reference:
             strategy = self.reference.resolved(self.lora.enabled)
             if strategy == "adapter" and not self.lora.enabled:
@@ -459,6 +465,20 @@ class Config(Section):
                 raise FieldError("reference.model",
                                  "strategy 'adapter' uses the policy's base weights; "
                                  "a separate reference model needs 'copy' or 'cache'")
+
+
+    def _check_references(self, spec: Any) -> None:
+        """reference.models required by a loss that combines references (other losses ignore
+        it with a notice, so that one `asft compare` config serves every method)."""
+        models = self.reference.models
+        if spec.multi_reference and not models:
+            raise FieldError("reference.models",
+                             f"loss {spec.name!r} needs further reference models besides the "
+                             "primary one, e.g. reference.models: [NAME]; with none it is DPO")
+        if spec.multi_reference and len(models) > 1:
+            raise FieldError("reference.models",
+                             f"loss {spec.name!r} is defined (by its authors' code) for two "
+                             f"references: the primary one and one of reference.models, got {len(models)}")
 
 
 def stage_loss(cfg: Config, stage: StageConfig) -> LossConfig:

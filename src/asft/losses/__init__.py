@@ -27,6 +27,7 @@ from asft.losses import simpo as _simpo  # noqa: F401
 from asft.losses import cpo as _cpo  # noqa: F401
 from asft.losses import kto as _kto  # noqa: F401
 from asft.losses import tpo as _tpo  # noqa: F401
+from asft.losses import mrpo as _mrpo  # noqa: F401
 
 # isort: on
 from asft.losses.base import (

@@ -39,6 +39,9 @@ class SequenceStats:
             prompt, for its KL estimate). Which one is the loss's ``LossSpec.extra``.
         extra_tokens: its token count (0 where an example has none: TPO falls back to chosen).
         ref_extra_logps: the reference model's summed log-prob of the third response, or None.
+        more_ref_chosen_logps: [M, B] summed chosen log-probs under M further reference models
+            (``reference.models``, for MRPO), or None.
+        more_ref_rejected_logps: [M, B], the same for the rejected responses.
         mean_over_processes: averages a scalar over the data-parallel processes (the training
             step passes an all-reduce; None, as in a single process, is the identity). For a
             batch-level quantity such as KTO's reference point z0.
@@ -56,21 +59,29 @@ class SequenceStats:
     extra_logps: torch.Tensor | None = None
     extra_tokens: torch.Tensor | None = None
     ref_extra_logps: torch.Tensor | None = None
+    more_ref_chosen_logps: torch.Tensor | None = None
+    more_ref_rejected_logps: torch.Tensor | None = None
     mean_over_processes: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @classmethod
     def from_scores(cls, logps: torch.Tensor, tokens: torch.Tensor, ref: torch.Tensor | None,
                     num_pairs: int, mean_over_processes: Callable | None = None) -> SequenceStats:
         """Statistics from a scorer's output: ``logps``/``tokens`` [K*B] and the reference's
-        ``ref`` [K*B] (or None), chosen block first, then rejected, then (K = 3) extra."""
+        ``ref`` [K*B] (or None), chosen block first, then rejected, then (K = 3) extra. A
+        ``ref`` of (1 + M) * K * B values holds M further references after the primary one."""
         b = num_pairs
         k = logps.shape[0] // b
         lp, tk = logps.view(k, b), tokens.view(k, b)
-        rf = None if ref is None else ref.view(k, b)
         extra = {}
+        rf = None
+        if ref is not None:
+            refs = ref.view(-1, k, b)
+            rf = refs[0]
+            if refs.shape[0] > 1:
+                extra = {"more_ref_chosen_logps": refs[1:, 0], "more_ref_rejected_logps": refs[1:, 1]}
         if k == 3:
-            extra = {"extra_logps": lp[2], "extra_tokens": tk[2],
-                     "ref_extra_logps": None if rf is None else rf[2]}
+            extra |= {"extra_logps": lp[2], "extra_tokens": tk[2],
+                      "ref_extra_logps": None if rf is None else rf[2]}
         return cls(lp[0], lp[1], tk[0], tk[1], None if rf is None else rf[0],
                    None if rf is None else rf[1], **extra, mean_over_processes=mean_over_processes)
 
@@ -135,6 +146,8 @@ class LossSpec:
             :data:`EXTRAS`, or None; the training data gains it as ``extra_ids``.
         unpaired: True when the loss accepts examples with one side empty (KTO's unpaired
             desirable / undesirable examples).
+        multi_reference: True when the loss combines further reference models
+            (``SequenceStats.more_ref_*``, from ``reference.models``).
     """
 
     name: str
@@ -148,6 +161,7 @@ class LossSpec:
     related: tuple[str, ...] = ()
     extra: str | None = None
     unpaired: bool = False
+    multi_reference: bool = False
 
 
 # What a loss's third response is (LossSpec.extra): the data's gold response (chosen when a
@@ -168,6 +182,7 @@ def register(
     related: tuple[str, ...] = (),
     extra: str | None = None,
     unpaired: bool = False,
+    multi_reference: bool = False,
     **defaults: float,
 ) -> Callable[[LossFn], LossFn]:
     """Decorator that adds ``fn`` to :data:`LOSSES` under ``name`` with its hyperparameter defaults."""
@@ -182,7 +197,7 @@ def register(
             raise ValueError(f"loss {name!r}: extra must be one of {EXTRAS} or None, got {extra!r}")
         LOSSES[name] = LossSpec(
             name, fn, dict(defaults), needs_reference, paper, summary, tuple(positive),
-            formula, tuple(related), extra, unpaired,
+            formula, tuple(related), extra, unpaired, multi_reference,
         )
         return fn
 
@@ -257,7 +272,9 @@ def reward_metrics(chosen: torch.Tensor, rejected: torch.Tensor) -> Metrics:
 # ---------------------------------------------------------------------------------------------
 # What compute() does before it calls a loss function.
 
-_REF_FIELDS = ("ref_chosen_logps", "ref_rejected_logps", "ref_extra_logps")
+_REF_FIELDS = ("ref_chosen_logps", "ref_rejected_logps", "ref_extra_logps",
+               "more_ref_chosen_logps", "more_ref_rejected_logps")
+_MANY = ("more_ref_chosen_logps", "more_ref_rejected_logps")  # [M, B]: one row per reference
 # Placeholder statistics of an unscorable pair: any finite values keep the loss finite; the
 # loss and metrics of that pair are then replaced by 0 and the pair is flagged.
 _PLACEHOLDER_LOGP = -1.0
@@ -265,7 +282,7 @@ _PLACEHOLDER_LOGP = -1.0
 
 def require_reference(name: str, stats: SequenceStats) -> None:
     """Raise a ValueError when loss ``name`` needs reference log-probs and ``stats`` lacks them."""
-    needed = _REF_FIELDS if stats.extra_logps is not None else _REF_FIELDS[:2]
+    needed = _REF_FIELDS[:3] if stats.extra_logps is not None else _REF_FIELDS[:2]
     missing = [f for f in needed if getattr(stats, f) is None]
     if missing:
         free = ", ".join(sorted(n for n, s in LOSSES.items() if not s.needs_reference))
@@ -299,6 +316,8 @@ def prepare(stats: SequenceStats, unpaired: bool = False) -> tuple[SequenceStats
     if len(shape) != 1:
         raise ValueError(f"SequenceStats.chosen_logps must have shape [B], got {list(shape)}")
     for name, t in present.items():
+        if name in _MANY and t.dim() == 2 and t.shape[1:] == shape:
+            continue
         if t.shape != shape:
             raise ValueError(
                 f"SequenceStats.{name} has shape {list(t.shape)}, expected [B] = {list(shape)} "

@@ -19,6 +19,7 @@ returns None before anything is loaded.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -140,6 +141,23 @@ class CachedReference:
         return rows.T.reshape(-1).to(batch["input_ids"].device)
 
 
+class MultiReference:
+    """The primary reference followed by further ones (``reference.models``, for MRPO), whose
+    log-probs were cached before training: [(1 + M) * K * B] per batch."""
+
+    def __init__(self, primary: Reference, more: list[CachedReference]):
+        self.primary, self.more = primary, more
+        self.strategy = primary.strategy
+
+    def __call__(self, batch: dict, indices: Sequence[int]) -> torch.Tensor:
+        return torch.cat([self.primary(batch, indices), *(m(batch, indices) for m in self.more)])
+
+
+def more_cache_file(i: int) -> str:
+    """The cache file of the i-th (1-based) model of ``reference.models``."""
+    return CACHE_FILE.replace(".safetensors", f"-{i + 1}.safetensors")
+
+
 def fingerprint(cfg: Config, examples: Sequence[Any]) -> str:
     """Identifies what a cache was computed from: reference model, dtype, layout, packing, token ids."""
     h = hashlib.sha256()
@@ -233,6 +251,27 @@ def build(
     """
     if not LOSSES[cfg.loss.name].needs_reference:
         return None
+    primary = _primary(cfg, accelerator, scorer, peft_model, examples, make_batch, output_dir,
+                       fresh, log, needed)
+    if not LOSSES[cfg.loss.name].multi_reference or not cfg.reference.models:
+        if cfg.reference.models:
+            log(f"reference.models: not read by loss {cfg.loss.name!r} (one reference model)")
+        return primary
+    more = []
+    for i, name in enumerate(cfg.reference.models):
+        # one model in memory at a time: each is loaded, scores the pairs, and is dropped
+        log(f"reference model {i + 2}: {name}, log-probs cached before training")
+        other = dataclasses.replace(cfg, reference=dataclasses.replace(cfg.reference, model=name))
+        more.append(build_cache(other, accelerator, examples, make_batch,
+                                output_dir / more_cache_file(i), None, log, needed,
+                                sharding.is_sharded(scorer)))
+    return MultiReference(primary, more)
+
+
+def _primary(cfg: Config, accelerator: Any, scorer: Any, peft_model: Any, examples: Sequence[Any],
+             make_batch: Callable[[Sequence[Any]], dict], output_dir: Path, fresh: bool,
+             log: Callable[[str], None], needed: Sequence[int] | None) -> Reference:
+    """The primary reference, by ``reference.strategy``."""
     strategy = cfg.reference.resolved(cfg.lora.enabled)
     shard = sharding.is_sharded(scorer)
     if strategy == "copy":
