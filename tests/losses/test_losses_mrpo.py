@@ -86,10 +86,14 @@ def test_mrpo_finite_at_edge_likelihoods(dtype):
     assert all(torch.isfinite(g.float()).all() for g in torch.autograd.grad(loss.sum(), [cw, cl]))
 
 
-def test_mrpo_needs_the_further_reference_and_two_references_only():
+def test_mrpo_with_one_reference_is_dpo_and_two_references_at_most():
+    cw, cl, pw, pl, _, _ = _random(16, seed=13)
+    n = torch.full_like(cw, 3)
+    alone, _ = compute("mrpo", SequenceStats(cw, cl, n, n, pw, pl))
+    torch.testing.assert_close(alone, compute("dpo", SequenceStats(cw, cl, n, n, pw, pl))[0])
     one, n = torch.tensor([-1.0]), torch.tensor([1])
-    with pytest.raises(ValueError, match=r"more_ref_chosen_logps \(reference.models\) is None"):
-        compute("mrpo", SequenceStats(one, one, n, n, one, one))
+    with pytest.raises(ValueError, match=r"loss 'mrpo' needs a reference model .*ref_chosen_logps"):
+        compute("mrpo", SequenceStats(one, one, n, n))
     with pytest.raises(ValueError, match="defined for two references"):
         compute("mrpo", SequenceStats(one, one, n, n, one, one, more_ref_chosen_logps=torch.ones(2, 1) * -1,
                                       more_ref_rejected_logps=torch.ones(2, 1) * -1))

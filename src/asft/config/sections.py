@@ -468,13 +468,10 @@ class Config(Section):
 
 
     def _check_references(self, spec: Any) -> None:
-        """reference.models required by a loss that combines references (other losses ignore
-        it with a notice, so that one `asft compare` config serves every method)."""
+        """At most one further reference for a loss that combines references (other losses
+        ignore reference.models with a notice, so that one `asft compare` config serves every
+        method; with none, MRPO has a single reference and is DPO, also with a notice)."""
         models = self.reference.models
-        if spec.multi_reference and not models:
-            raise FieldError("reference.models",
-                             f"loss {spec.name!r} needs further reference models besides the "
-                             "primary one, e.g. reference.models: [NAME]; with none it is DPO")
         if spec.multi_reference and len(models) > 1:
             raise FieldError("reference.models",
                              f"loss {spec.name!r} is defined (by its authors' code) for two "

@@ -16,8 +16,9 @@ two references). Per response y, with summed log-probs p = logpi_p(y), o = logpi
 
     L = -log sigma(beta * ((logpi_w - log pi~_w) - (logpi_l - log pi~_l)))
 
-When the two references agree (o = p), pi~ = pi_p and MRPO is DPO. All reference quantities
-are constants. c is 0/0 when both means are 0 (every reference token certain): taken as 0.
+When the two references agree (o = p), pi~ = pi_p and MRPO is DPO; so it is with a single
+reference (no ``more_ref_*``: ``reference.models`` empty). All reference quantities are
+constants. c is 0/0 when both means are 0 (every reference token certain): taken as 0.
 """
 
 from __future__ import annotations
@@ -59,8 +60,11 @@ def mrpo_loss(stats: SequenceStats, beta: float, eta: float, fixed_eta: float, a
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"loss 'mrpo': alpha must be in [0, 1], got {alpha:g}")
     p_w, p_l = require(stats.ref_chosen_logps, "ref_chosen_logps"), require(stats.ref_rejected_logps, "ref_rejected_logps")
-    more_w = require(stats.more_ref_chosen_logps, "more_ref_chosen_logps (reference.models)")
-    more_l = require(stats.more_ref_rejected_logps, "more_ref_rejected_logps (reference.models)")
+    if stats.more_ref_chosen_logps is None:  # one reference: pi~ = pi_p, MRPO is DPO
+        more_w, more_l = p_w[None], p_l[None]
+    else:
+        more_w = stats.more_ref_chosen_logps
+        more_l = require(stats.more_ref_rejected_logps, "more_ref_rejected_logps")
     if more_w.shape[0] != 1:
         raise ValueError(f"loss 'mrpo' is defined for two references (the primary one and one "
                          f"more), got {1 + more_w.shape[0]}")

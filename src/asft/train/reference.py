@@ -253,9 +253,13 @@ def build(
         return None
     primary = _primary(cfg, accelerator, scorer, peft_model, examples, make_batch, output_dir,
                        fresh, log, needed)
-    if not LOSSES[cfg.loss.name].multi_reference or not cfg.reference.models:
+    multi = LOSSES[cfg.loss.name].multi_reference
+    if not multi or not cfg.reference.models:
         if cfg.reference.models:
             log(f"reference.models: not read by loss {cfg.loss.name!r} (one reference model)")
+        if multi:
+            log(f"loss {cfg.loss.name!r}: reference.models is empty, so there is one reference "
+                "and it trains as DPO; name a second one with reference.models: [NAME]")
         return primary
     more = []
     for i, name in enumerate(cfg.reference.models):
