@@ -49,6 +49,8 @@ def score_gradients(method: MethodSpec, s_chosen, s_rejected, s_reference: float
 
     Scores are log-likelihoods of one-token responses; ``s_reference`` is the reference
     model's log-likelihood of both responses (used only by losses that need a reference).
+    TPO's gold response is the chosen one; KTO's reference point z0 is 0 (its mismatched
+    completions scored at the reference's likelihood); MRPO has its single reference (DPO).
     """
     import torch
 
@@ -57,10 +59,16 @@ def score_gradients(method: MethodSpec, s_chosen, s_rejected, s_reference: float
     s_w = torch.as_tensor(s_chosen, dtype=torch.float64).clone().requires_grad_(True)
     s_l = torch.as_tensor(s_rejected, dtype=torch.float64).clone().requires_grad_(True)
     ones = torch.ones_like(s_w)
-    ref = torch.full_like(s_w, s_reference) if get_spec(method.name).needs_reference else None
+    spec = get_spec(method.name)
+    ref = torch.full_like(s_w, s_reference) if spec.needs_reference else None
+    third = {}
+    if spec.extra == "gold":  # no gold response: TPO takes the chosen one
+        third = {"extra_logps": torch.zeros_like(s_w), "extra_tokens": torch.zeros_like(ones)}
+    elif spec.extra == "mismatched":  # KTO's KL completions at the reference: z0 = 0
+        third = {"extra_logps": ref.clone(), "extra_tokens": ones, "ref_extra_logps": ref.clone()}
     stats = SequenceStats(
         chosen_logps=s_w, rejected_logps=s_l, chosen_tokens=ones, rejected_tokens=ones,
-        ref_chosen_logps=ref, ref_rejected_logps=None if ref is None else ref.clone(),
+        ref_chosen_logps=ref, ref_rejected_logps=None if ref is None else ref.clone(), **third,
     )
     loss, _ = compute(method.name, stats, **method.hparams)
     # Examples are independent, so the gradient of the sum is each example's own gradient.
