@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "asft.commands.losses",
     "asft.commands.data",
     "asft.commands.mt_bench",
+    "asft.commands.pairs",
     "asft.commands.gradients",
     "asft.commands.plot",
     "asft.commands.eval",

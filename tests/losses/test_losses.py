@@ -511,6 +511,7 @@ def test_metrics_shapes_and_terms_add_up(name):
 THIRD = {
     "kto": (True, {"beta": 0.1, "desirable_weight": 1.0, "undesirable_weight": 1.0}, "mismatched", True),
     "tpo": (False, {"beta": 0.1, "alpha": 0.5}, "gold", False),
+    "tpo_l": (False, {"beta": 0.1, "gamma": 0.5, "alpha": 0.5}, "gold", False),
     # no third response, but further reference models (tests/losses/test_losses_mrpo.py)
     "mrpo": (True, {"beta": 0.1, "eta": 0.1, "fixed_eta": 0.0, "alpha": 0.5, "adaptive_alpha": 1.0},
              None, False),

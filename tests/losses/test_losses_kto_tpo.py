@@ -91,7 +91,7 @@ def test_kto_reference_point_is_clamped_detached_and_averaged_over_processes():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("name", ["kto", "tpo"])
+@pytest.mark.parametrize("name", ["kto", "tpo", "tpo_l"])
 def test_finite_at_edge_likelihoods(name, dtype):
     edges = [0.0, -1e-30, -1e-9, -2.0, -1e4]
     grid = [(a, b) for a in edges for b in edges]
@@ -150,3 +150,21 @@ def test_third_response_and_reference_are_required():
         compute("kto", SequenceStats(one, one, n, n, one, one, one, n))
     assert get_spec("kto").extra == "mismatched" and get_spec("kto").unpaired
     assert get_spec("tpo").extra == "gold" and not get_spec("tpo").unpaired
+
+
+@pytest.mark.parametrize("hp", [{}, {"beta": 2.0, "gamma": 0.0, "alpha": 0.05}])
+def test_tpo_l_equals_authors_form_with_gradients(hp):
+    """TPO-L (the authors' loss_type "tpo-l"): logits = s_w - s_l - gamma / beta on mean
+    log-probs, -log sigma(beta * logits), plus alpha times the batch's gold cross-entropy."""
+    (cw, cl, gold), (nw, nl, ng), _ = _random(40, seed=5)
+    full = {"beta": 0.1, "gamma": 0.5, "alpha": 0.5, **hp}
+    leaves = [x.clone().requires_grad_() for x in (cw, cl, gold)]
+    loss, _ = compute("tpo_l", SequenceStats(leaves[0], leaves[1], nw, nl, extra_logps=leaves[2],
+                                             extra_tokens=ng), **hp)
+    ref_leaves = [x.clone().requires_grad_() for x in (cw, cl, gold)]
+    logits = ref_leaves[0] / nw - ref_leaves[1] / nl - full["gamma"] / full["beta"]
+    ref = (-torch.nn.functional.logsigmoid(full["beta"] * logits).mean()
+           + full["alpha"] * (-ref_leaves[2].sum() / ng.double().sum()))
+    torch.testing.assert_close(loss.mean(), ref, rtol=1e-12, atol=1e-12)
+    for a, b in zip(torch.autograd.grad(loss.mean(), leaves), torch.autograd.grad(ref, ref_leaves)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

@@ -11,7 +11,14 @@ authors' trainer computes it (one cross-entropy over all gold tokens of the micr
 pair i carries -logpi(y_g,i) * B / sum_j |y_g,j|, so the mean over the B pairs is
 -sum_i logpi(y_g,i) / sum_j |y_g,j|. The three responses share one prompt computation
 (``asft.data.collate``: the gold response is a third segment after the rejected one).
-Defaults beta = 0.1, alpha = 0.5 are the authors' published training script's.
+Defaults beta = 0.1, alpha = 0.5 are the authors' first published training script's (their
+later one uses beta = 0.01, alpha = 1 at 8B scale).
+
+TPO-L, the paper's length-controlled variant (``tpo_l``), puts mean token log-probs s and a
+target margin gamma in the pairwise term, as the authors' trainer (sahsaeedi/TPO, loss_type
+"tpo-l", gamma 0.5 by default) does:
+
+    L = -log sigma(beta * (s_w - s_l) - gamma) + alpha * NLL(y_g)
 """
 
 from __future__ import annotations
@@ -39,13 +46,35 @@ def tpo_loss(stats: SequenceStats, beta: float, alpha: float) -> tuple[torch.Ten
     share of the batch's gold NLL, unweighted), ``logps/gold`` (mean token log-prob of the gold
     response), ``rewards/*`` with reward beta * logpi.
     """
+    reward_w, reward_l = beta * stats.chosen_logps, beta * stats.rejected_logps
+    return _with_gold(stats, -F.logsigmoid(reward_w - reward_l), alpha, reward_w, reward_l)
+
+
+@register(
+    "tpo_l",
+    paper="2405.16681",
+    summary="TPO's length-controlled variant: mean-log-prob margin minus gamma + alpha * gold NLL",
+    formula="-log σ(beta · (s_w - s_l) - gamma) + alpha · NLL(y_gold)",
+    positive=("beta",),
+    extra="gold",
+    beta=0.1,
+    gamma=0.5,
+    alpha=0.5,
+)
+def tpo_l_loss(stats: SequenceStats, beta: float, gamma: float, alpha: float) -> tuple[torch.Tensor, Metrics]:
+    """Per-example TPO-L loss [B]; metrics as :func:`tpo_loss`, with reward beta * s."""
+    reward_w, reward_l = beta * stats.mean_chosen(), beta * stats.mean_rejected()
+    return _with_gold(stats, -F.logsigmoid(reward_w - reward_l - gamma), alpha, reward_w, reward_l)
+
+
+def _with_gold(stats: SequenceStats, pref: torch.Tensor, alpha: float, reward_w: torch.Tensor,
+               reward_l: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
+    """``pref`` [B] plus alpha times each pair's share of the batch's gold-token NLL."""
     extra_tokens = require(stats.extra_tokens, "extra_tokens")
     has_gold = extra_tokens >= 1
     gold = torch.where(has_gold, require(stats.extra_logps, "extra_logps"), stats.chosen_logps)
     gold_tokens = torch.where(has_gold, extra_tokens, stats.chosen_tokens).to(gold.dtype)
     nll = -gold * gold.numel() / gold_tokens.sum().clamp_min(1)
-    reward_w, reward_l = beta * stats.chosen_logps, beta * stats.rejected_logps
-    pref = -F.logsigmoid(reward_w - reward_l)
     metrics = {
         "terms/pref": pref.detach(),
         "terms/gold": nll.detach(),
