@@ -57,3 +57,12 @@ def test_bad_condition_flags_are_refused(tmp_path, capsys, flags, message):
     assert main(["eval", "--model", "tiny-llama", "--data", "builtin:units?n=2",
                  "--output", str(tmp_path / "o"), *flags]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_eval_refuses_unpaired_examples_in_one_line(tmp_path, capsys):
+    """KTO's unpaired examples have one side: BLEU and preference accuracy need both."""
+    data = tmp_path / "kto.jsonl"
+    data.write_text('{"prompt": "a", "completion": "b", "label": true}\n'
+                    '{"prompt": "c", "completion": "d", "label": false}\n')
+    assert main(["eval", "--model", "tiny-llama", "--data", str(data), "--output", str(tmp_path / "e")]) == 1
+    assert "2 of 2 examples are unpaired" in capsys.readouterr().err

@@ -85,3 +85,13 @@ def test_gradients_command_writes_png_and_csv(tmp_path):
 def test_gradients_command_rejects_bad_spec(tmp_path, capsys):
     assert main(["gradients", "--output", str(tmp_path), "--methods", "asft:lam=-1"]) == 1
     assert "lam must be >= 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["kto", "tpo", "tpo_l", "mrpo"])
+def test_gradients_of_the_losses_with_more_statistics(name):
+    """KTO at z0 = 0, TPO with gold = chosen, MRPO with its single reference: finite, and the
+    chosen response is pushed up, the rejected one down."""
+    from asft.evaluate.gradients import score_gradients
+
+    g_w, g_l = score_gradients(MethodSpec(name), [-0.5, -1.0], [-0.7, -2.0], -0.8)
+    assert (g_w < 0).all() and (g_l > 0).all()

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from asft.errors import AsftError
 from asft.evaluate.generation import GenerationConfig
 from asft.progress import progress_bar
 
@@ -93,6 +94,13 @@ def evaluate_pairs(
     pairs = list(pairs[: config.num_samples] if config.num_samples else pairs)
     if not pairs:
         raise ValueError("no pairs to evaluate")
+    one_sided = sum(1 for p in pairs if not p.chosen or not p.rejected)
+    if one_sided:
+        # BLEU needs a chosen response and preference accuracy both: KTO's unpaired examples
+        # have one side only
+        raise AsftError(f"{one_sided} of {len(pairs)} examples are unpaired (one response with a "
+                         "desirable/undesirable label): evaluation needs pairs (prompt, chosen, "
+                         "rejected)")
     results: dict = {"num_samples": len(pairs), "exact_match": None}
     generations: list[dict] = []
     with progress_bar(show=show_progress) as bar:

@@ -43,9 +43,10 @@ def _load(name: str, dtype: str):
     check_name(name)
     path = resolve_model(name)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        # no code from the model's folder runs: as for every model asft loads by default
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
         model = AutoModelForSequenceClassification.from_pretrained(
-            path, dtype=getattr(torch, DTYPES[dtype]))
+            path, dtype=getattr(torch, DTYPES[dtype]), trust_remote_code=False)
     except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise AsftError(f"--scorer reward-model:{name}: cannot load it ({first[:300]})") from None
