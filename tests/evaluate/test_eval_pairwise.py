@@ -53,3 +53,16 @@ def test_score_pairs_matches_naive_forward():
         assert cl[i].item() == pytest.approx(naive(p.prompt_ids, p.rejected_ids), abs=1e-4)
         assert (tw[i].item(), tl[i].item()) == (len(p.chosen_ids), len(p.rejected_ids))
     assert model.training  # restored
+
+
+def test_pair_means_count_unpaired_examples_only_where_they_have_a_response():
+    """A KTO example with one side: its response counts in that side's mean only, and the
+    pairwise numbers (margin, accuracy) come from the examples with both sides."""
+    import torch
+
+    from asft.model.scoring import pair_means
+
+    table = torch.tensor([[-2.0, -4.0, 0.0], [-3.0, 0.0, -6.0], [2, 2, 0], [3, 0, 3]], dtype=torch.float64)
+    m = pair_means(table)
+    assert (m["logps_chosen"], m["logps_rejected"]) == (-1.5, -1.5)  # (-1 - 2) / 2 each
+    assert (m["margin"], m["accuracy"], m["accuracy_sum"], m["pairs"]) == (0.0, 0.0, 1.0, 3)

@@ -92,18 +92,28 @@ def pair_means(table: torch.Tensor) -> dict[str, float]:
     (mean s(y_w) - s(y_l)), ``accuracy`` (fraction with s(y_w) > s(y_l); ties count as not
     preferred), ``accuracy_sum`` (the same on summed log-probs), ``logps_sum_chosen``,
     ``logps_sum_rejected`` and ``margin_sum`` (nats per response) and ``pairs``.
+
+    Unpaired examples (KTO's, one side with 0 tokens) count only where they have a response:
+    ``logps_chosen`` averages the examples with a chosen one, ``logps_rejected`` those with a
+    rejected one, and the pairwise numbers the examples with both (0.0 when there are none).
     """
     chosen, rejected = table[CHOSEN], table[REJECTED]
+    has_w, has_l = table[CHOSEN_TOKENS] >= 1, table[REJECTED_TOKENS] >= 1
+    both = has_w & has_l
     s_w = chosen / table[CHOSEN_TOKENS].clamp_min(1)
     s_l = rejected / table[REJECTED_TOKENS].clamp_min(1)
+
+    def mean(x: torch.Tensor, where: torch.Tensor) -> float:
+        return x[where].mean().item() if bool(where.any()) else 0.0
+
     return {
-        "logps_chosen": s_w.mean().item(),
-        "logps_rejected": s_l.mean().item(),
-        "margin": (s_w - s_l).mean().item(),
-        "accuracy": (s_w > s_l).double().mean().item(),
-        "accuracy_sum": (chosen > rejected).double().mean().item(),
-        "logps_sum_chosen": chosen.mean().item(),
-        "logps_sum_rejected": rejected.mean().item(),
-        "margin_sum": (chosen - rejected).mean().item(),
+        "logps_chosen": mean(s_w, has_w),
+        "logps_rejected": mean(s_l, has_l),
+        "margin": mean(s_w - s_l, both),
+        "accuracy": mean((s_w > s_l).double(), both),
+        "accuracy_sum": mean((chosen > rejected).double(), both),
+        "logps_sum_chosen": mean(chosen, has_w),
+        "logps_sum_rejected": mean(rejected, has_l),
+        "margin_sum": mean(chosen - rejected, both),
         "pairs": int(s_w.numel()),
     }
