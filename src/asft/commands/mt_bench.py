@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from asft import atomic
-from asft.commands import condition_flags
+from asft.commands import condition_flags, judge_flags
 from asft.errors import AsftError
 
 
@@ -42,16 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="reference answers for math/reasoning/coding, path or URL (default: FastChat's GPT-4)")
     p.add_argument("--judge-prompts", help="FastChat judge_prompts.jsonl (default: built-in copy)")
     p.add_argument("--limit", type=int, help="answer only the first N questions (smoke runs)")
-    p.add_argument("--judge-base-url", default="https://api.openai.com/v1",
-                   help="OpenAI-compatible API root (default: %(default)s)")
-    p.add_argument("--judge-model", default="gpt-4", help="judge model name (default: %(default)s)")
-    p.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", metavar="VAR",
-                   help="environment variable holding the judge's API key (default: %(default)s)")
-    p.add_argument("--judge-parallel", type=int, default=4, help="judge requests in flight (default: 4)")
-    p.add_argument("--judge-timeout", type=float, default=120.0, help="seconds per judge request")
-    p.add_argument("--judge-retries", type=int, default=6, help="retries per judge request on errors")
-    p.add_argument("--judge-backoff", type=float, default=1.0,
-                   help="first retry delay in seconds, doubled per retry up to 60 (default: 1)")
+    judge_flags.add(p)
     p.add_argument("--no-judge", action="store_true", help="only generate the answers")
     p.add_argument("--max-new-tokens", type=int, default=1024, help="per turn (FastChat: 1024)")
     p.add_argument("--temperature", default="fastchat", metavar="fastchat|T",

@@ -8,21 +8,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from asft.commands import judge_flags
 from asft.errors import AsftError
-
-
-def _judge_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("judge (--scorer judge)")
-    g.add_argument("--judge-base-url", default="https://api.openai.com/v1",
-                   help="OpenAI-compatible API root (default: %(default)s)")
-    g.add_argument("--judge-model", default="gpt-4", help="judge model name (default: %(default)s)")
-    g.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", metavar="VAR",
-                   help="environment variable holding the judge's API key (default: %(default)s)")
-    g.add_argument("--judge-parallel", type=int, default=4, help="judge requests in flight (default: 4)")
-    g.add_argument("--judge-timeout", type=float, default=120.0, help="seconds per judge request")
-    g.add_argument("--judge-retries", type=int, default=6, help="retries per judge request on errors")
-    g.add_argument("--judge-backoff", type=float, default=1.0,
-                   help="first retry delay in seconds, doubled per retry up to 60 (default: 1)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="rows per generate call and per reward-model pass (default: 8)")
     p.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16 (policy and reward model)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    _judge_flags(p)
+    judge_flags.add(p, "judge (--scorer judge)")
     p.set_defaults(func=run)
 
 
