@@ -15,6 +15,7 @@ from asft.data import DataError, PreferencePair, load_pairs
 from asft.data.formats import check_columns, detect_format
 from asft.data.store import StoreBuilder, TokenizedPair, TokenStore, build_in, ids_dtype
 from asft.data.tokenize import tokenize_pairs
+from slow_tokenizer import Slow
 
 U, A = "user", "assistant"
 
@@ -295,20 +296,6 @@ def test_a_pair_with_no_response_at_all_is_dropped(tok):
 
 
 def test_the_slow_tokenizer_path_agrees_on_gold_and_empty_sides(tok):
-    class Slow:
-        """A tokenizer without a Rust backend (no offsets)."""
-
-        backend_tokenizer = None
-
-        def __init__(self, inner):
-            self._inner = inner
-
-        def __getattr__(self, name):
-            return getattr(self._inner, name)
-
-        def __call__(self, *a, **kw):
-            return self._inner(*a, **kw)
-
     pairs = [*load_pairs(GOLD).pairs,
              *load_pairs([{"prompt": "q", "completion": "yes", "label": 1},
                           {"prompt": "q", "completion": "no", "label": 0}]).pairs]

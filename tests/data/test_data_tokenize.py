@@ -9,6 +9,7 @@ import pytest
 from asft.data import PreferencePair
 from asft.data.render import SENTINEL, plain_render
 from asft.data.tokenize import TokenizedPair, tokenize_pairs
+from slow_tokenizer import Slow
 
 SMOLLM2_TEMPLATE = (
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
@@ -178,20 +179,6 @@ def test_max_length_drop_or_truncate(tok):
 
 
 def test_slow_tokenizer_path_gives_the_same_tokens(tok):
-    class Slow:
-        """A tokenizer without a Rust backend (no offsets)."""
-
-        backend_tokenizer = None
-
-        def __init__(self, inner):
-            self._inner = inner
-
-        def __getattr__(self, name):
-            return getattr(self._inner, name)
-
-        def __call__(self, *a, **kw):
-            return self._inner(*a, **kw)
-
     spaced = copy.deepcopy(tok)
     spaced.chat_template = SPACE_TEMPLATE
     pairs = [*PAIRS, pair("q", "the answer", "no")]
