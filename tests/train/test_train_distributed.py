@@ -31,10 +31,17 @@ def _records(run: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("loss", [[], ["loss.name=dpo", "reference.strategy=cache"]],
-                         ids=["asft", "dpo-cache"])
-def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, loss):
-    """The probe and (for DPO) the reference cache are scored sharded over the processes."""
+@pytest.mark.parametrize("loss, one_batch", [
+    ([], ["training.batch_size=2", "training.grad_accum=2"]),
+    (["loss.name=kto", "reference.strategy=cache"], ["training.batch_size=4", "training.grad_accum=1"]),
+], ids=["asft", "kto-cache"])
+def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, loss, one_batch):
+    """The probe and (for KTO) the reference cache are scored sharded over the processes.
+
+    KTO's reference point z0 is a batch-level mean: two processes with 2 pairs each must average
+    it over both (``SequenceStats.mean_over_processes``) to match one process with the 4 pairs in
+    one micro-batch; each process's own mean would differ.
+    """
     two = tmp_path / "two"
     sets = [x for s in [*SETTINGS, *loss, "training.batch_size=2", "training.grad_accum=1"]
             for x in ("--set", s)]
@@ -45,7 +52,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, lo
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 process(es)" in proc.stderr
-    one = train(load_config(None, [*SETTINGS, *loss, "training.batch_size=2", "training.grad_accum=2",
+    one = train(load_config(None, [*SETTINGS, *loss, *one_batch,
                                    f"output_dir={tmp_path / 'one'}"])).output_dir
 
     a, b = _records(one), _records(two)
@@ -55,6 +62,8 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, lo
         for key in ra:
             if not key.startswith("throughput/") and key != "time":
                 assert ra[key] == pytest.approx(rb[key], abs=1e-4), (ra["step"], key)
+    if "loss.name=kto" in loss:  # z0 moved off its clamp, so the average was exercised
+        assert any(r.get("kl/z0", 0) > 1e-4 for r in b), [r.get("kl/z0") for r in b]
     # the two-process run checkpointed one state file per process
     assert sorted(p.name for p in (two / "checkpoints" / "step-0000004").glob("rank-*.json")) == [
         "rank-00000.json", "rank-00001.json"]
