@@ -326,9 +326,28 @@ def test_a_changed_source_is_refused(tmp_path, fixed_generation, capsys):
     (("--scorer", "oracle"), "--scorer must be one of builtin, judge, reward-model:NAME"),
     (("--top-p", "0"), "--top-p must be in (0, 1]"),
     (("--judge-parallel", "0"), "--judge-parallel must be >= 1"),
+    (("--selection", "rso", "--rso-accept", "5"), "--rso-accept must be in [2, --samples]"),
+    (("--selection", "rso", "--rso-beta", "0"), "--rso-beta must be > 0"),
     (("--prompts", "builtin:nosuch"), "unknown built-in task 'nosuch'"),
 ])
 def test_bad_flags_are_one_line_errors(tmp_path, capsys, extra, message):
     assert main([*argv(tmp_path / "p.jsonl"), *extra]) == 1
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_rso_selection_pairs_only_the_samples_it_keeps(tmp_path, fixed_generation, capsys):
+    """Scores per prompt 1, 1 - p, 0, 1 (exact, off by one, none, exact). A tiny beta keeps the
+    best samples: two exact answers (identical texts) and, at the next round, the off-by-one
+    one; the pair is exact against off by one, never against "no idea" as without RSO."""
+    out = tmp_path / "pairs.jsonl"
+    assert main(argv(out, "--selection", "rso", "--rso-beta", "1e-6", "--rso-accept", "3")) == 0
+    assert "(best-worst, rso beta 1e-06)" in capsys.readouterr().out
+    records = read(out)
+    assert len(records) == 2
+    assert all(r["rejected"].startswith("Answer: ") and r["score_rejected"] > 0 for r in records)
+    # a huge beta keeps near-uniform draws: over prompts, "no idea" is kept somewhere
+    wide = tmp_path / "wide.jsonl"
+    assert main(argv(wide, "--selection", "rso", "--rso-beta", "1e6", "--rso-accept", "2",
+                     "--pairs", "all", prompts=12)) == 0
+    assert any(r["rejected"] == "no idea" for r in read(wide))

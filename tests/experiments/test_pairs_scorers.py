@@ -14,6 +14,7 @@ from asft.cli import main
 from asft.experiments.pairs import sampling
 from asft.experiments.pairs.items import PromptItem
 from fake_judge import JudgeServer, chat_reply
+from tiny_reward import save_reward_model
 
 SECRET = "sk-test-DO-NOT-LEAK-pairs-0987654321"
 TEXTS = ["a good answer", "a bad answer", "a mute answer", "a meh answer"]
@@ -140,20 +141,6 @@ def test_resume_after_the_judge_fails(tmp_path, judges, fixed_texts):
 
 
 # -- reward model --------------------------------------------------------------------------
-
-def save_reward_model(path, tokenizer_dir, num_labels=1):
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
-
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=1, num_attention_heads=1, num_key_value_heads=1,
-                         num_labels=num_labels, pad_token_id=tok.pad_token_id)
-    torch.manual_seed(0)
-    LlamaForSequenceClassification(config).save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
-
 
 @pytest.fixture(scope="module")
 def reward_model(tmp_path_factory, tokenizer_dir):

@@ -34,6 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="best-worst: the highest against the lowest score per prompt (default); "
                         "all: every better/worse pair, largest score gaps first")
     p.add_argument("--max-pairs-per-prompt", type=int, metavar="N", help="cap for --pairs all")
+    p.add_argument("--selection", default="all", choices=("all", "rso"),
+                   help="which samples may pair: all (default), or rso: those statistical "
+                        "rejection sampling keeps (arXiv 2309.06657)")
+    p.add_argument("--rso-beta", type=float, default=0.5,
+                   help="RSO's temperature: small keeps the best answers (default: 0.5)")
+    p.add_argument("--rso-accept", type=int, default=2, metavar="N",
+                   help="samples RSO keeps per prompt (default: 2)")
     p.add_argument("--num-prompts", type=int, metavar="N", help="use only the first N prompts")
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default: 0.8)")
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default: 0.95)")
@@ -58,6 +65,7 @@ def config_from_args(args: argparse.Namespace):
     return PairsConfig(
         model=args.model, prompts=args.prompts, output=args.output, samples=args.samples,
         scorer=args.scorer, pairing=args.pairing, max_pairs_per_prompt=args.max_pairs_per_prompt,
+        selection=args.selection, rso_beta=args.rso_beta, rso_accept=args.rso_accept,
         num_prompts=args.num_prompts, temperature=args.temperature, top_p=args.top_p,
         max_new_tokens=args.max_new_tokens, seed=args.seed, batch_size=args.batch_size,
         dtype=args.dtype, judge=judge)
@@ -71,7 +79,8 @@ def _print_summary(s, config) -> None:
           f"scored by {config.scorer}")
     print(f"  sampled now        {s.sampled} prompts ({s.prompts - s.sampled} from {s.samples_file})")
     print(f"  scored now         {s.scored} prompts ({s.prompts - s.scored} from {s.scores_file})")
-    print(f"  pairs written      {s.pairs} ({config.pairing})" + (f" -> {s.output}" if s.pairs else ""))
+    how = config.pairing + (f", rso beta {config.rso_beta:g}" if config.selection == "rso" else "")
+    print(f"  pairs written      {s.pairs} ({how})" + (f" -> {s.output}" if s.pairs else ""))
     print(f"  prompts skipped    {sum(s.skipped.values())}" + (f" ({skipped})" if skipped else ""))
     print(f"  scoring failures   {s.failures} of {s.samples} samples")
     if s.pairs:

@@ -84,7 +84,10 @@ def run(args: argparse.Namespace) -> int:
 
         token(cfg.hub)  # now, not after hours of training: the push is at the end
 
-    from asft.train import train
+    if cfg.online.rounds:
+        from asft.experiments.online import train_online as train
+    else:
+        from asft.train import train
 
     result = train(cfg, resume=args.resume, overwrite=args.overwrite)
     if _is_main():

@@ -6,6 +6,7 @@ reads them strictly (file:line errors with "did you mean") and writes the commen
 ``config.yaml``.
 """
 
+from asft.config.online import OnlineConfig
 from asft.config.schema import (
     MAX_CONFIG_BYTES,
     ConfigError,
@@ -49,6 +50,7 @@ __all__ = [
     "LoraConfig",
     "LossConfig",
     "ModelConfig",
+    "OnlineConfig",
     "OptimConfig",
     "ReferenceConfig",
     "StageConfig",

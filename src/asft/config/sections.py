@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from asft.config import schema
 from asft.config.data import DataConfig
+from asft.config.online import OnlineConfig
 from asft.config.schema import (
     ConfigError,
     FieldError,
@@ -439,10 +440,16 @@ class Config(Section):
     """Stages trained one after another in one output folder, each from the previous one's
     model (see StageConfig); empty: one stage, this config itself."""
 
+    online: OnlineConfig = field(default_factory=OnlineConfig)
+    """On-policy rounds: sample, score and pair answers with the policy, then train on them
+    (off by default; see OnlineConfig)."""
+
     def validate(self) -> None:
         require(0 <= self.seed < 2**63, "seed", f"must be in [0, 2**63), got {self.seed}")
         require(self.output_dir is None or bool(self.output_dir.strip()), "output_dir",
                  "must not be empty")
+        require(not (self.online.rounds and self.stages), "online.rounds",
+                "online rounds and stages do not combine: a round is already a stage of its own")
         names = [s.name for s in self.stages]
         for i, stage in enumerate(self.stages):
             require(names.index(stage.name) == i, f"stages[{i}].name",

@@ -50,6 +50,9 @@ POINTS: dict[str, str] = {
     "checkpoint.prune": "deleting an old checkpoint: renamed to trash, not yet deleted",
     "metrics.write": "appending a record to metrics.jsonl (use with enospc)",
     "final.before_rename": "final model written to a temporary folder, not yet renamed into place",
+    "pairs.sampled": "asft pairs / online rounds: one prompt's samples saved to the side file",
+    "online.sampled": "online round: its samples scored and paired, round.json written, "
+                      "training not begun",
 }
 
 # points only a sharded (fsdp) checkpoint write reaches

@@ -66,21 +66,23 @@ def stage_config(cfg: Config, index: int, out: Path) -> Config:
         hub=dataclasses.replace(cfg.hub, repo_id=None))
 
 
-def _main() -> bool:
+def is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _prepare_folder(out: Path, cfg: Config, resume: bool, overwrite: bool) -> None:
-    """Refuse to mix a new staged run into an old one (every process judges, so that all stop
-    together); the main process clears it with ``overwrite`` and writes the config."""
-    held = (out / STAGES_DIR).exists() or (out / "metrics.jsonl").exists()
+def prepare_folder(out: Path, cfg: Config, resume: bool, overwrite: bool,
+                   parts: str = STAGES_DIR) -> None:
+    """Refuse to mix a new run of parts (stages, online rounds: the ``parts`` folder) into an
+    old one (every process judges, so that all stop together); the main process clears it with
+    ``overwrite`` and writes the config."""
+    held = (out / parts).exists() or (out / "metrics.jsonl").exists()
     if held and not resume and not overwrite:
         raise AsftError(f"{out} holds a run: continue it with --resume, or pass --overwrite "
                         "to train it again")
-    if not _main():
+    if not is_main():
         return
     if held and overwrite:
-        for name in (STAGES_DIR, "model", "metrics.jsonl", SUMMARY_FILE):
+        for name in (parts, "model", "metrics.jsonl", SUMMARY_FILE):
             path = out / name
             if path.is_dir():
                 shutil.rmtree(path)
@@ -105,7 +107,7 @@ def _merge_metrics(out: Path, cfg: Config, done: list[TrainResult]) -> None:
     atomic.write_jsonl(out / "metrics.jsonl", records)
 
 
-def _link_model(src: Path, dest: Path) -> None:
+def link_model(src: Path, dest: Path) -> None:
     """``dest`` as a copy of folder ``src`` made of hard links (a plain copy across file
     systems), written aside and renamed into place."""
     def link(a: str, b: str) -> None:
@@ -118,7 +120,7 @@ def _link_model(src: Path, dest: Path) -> None:
         shutil.copytree(src, tmp, copy_function=link, dirs_exist_ok=True)
 
 
-def _finished(path: Path) -> TrainResult | None:
+def finished_result(path: Path) -> TrainResult | None:
     """The result of a stage that finished (its summary.json), else None."""
     summary = path / SUMMARY_FILE
     if not summary.is_file():
@@ -152,22 +154,22 @@ def _end_process_group() -> None:
 def _train_stages(config: Config, resume: bool, overwrite: bool, console: Any) -> TrainResult:
     out = Path(config.output_dir) if config.output_dir else default_output_dir(config)
     cfg = dataclasses.replace(config, output_dir=str(out))
-    _prepare_folder(out, cfg, resume, overwrite)
+    prepare_folder(out, cfg, resume, overwrite)
     done: list[TrainResult] = []
     for i, stage in enumerate(cfg.stages):
         sub = stage_dir(out, i, stage)
-        result = _finished(sub)
+        result = finished_result(sub)
         if result is None:
             result = train_one(stage_config(cfg, i, out), resume=resume and sub.exists(),
                                overwrite=overwrite, console=console)
         done.append(result)
-        if _main():
+        if is_main():
             _merge_metrics(out, cfg, done)
     last, first = done[-1], done[0]
     model_dir = None
-    if _main() and last.model_dir is not None:
+    if is_main() and last.model_dir is not None:
         model_dir = out / "model"
-        _link_model(last.model_dir, model_dir)
+        link_model(last.model_dir, model_dir)
         report = last.output_dir / DATA_REPORT  # the data every stage read (a model card's)
         if report.is_file():
             shutil.copyfile(report, out / DATA_REPORT)
@@ -178,6 +180,6 @@ def _train_stages(config: Config, resume: bool, overwrite: bool, console: Any) -
         loss_last=last.loss_last, probe_first=first.probe_first, probe_last=last.probe_last,
         resumed_from=next((r.resumed_from for r in done if r.resumed_from), None),
         elapsed_s=sum(r.elapsed_s for r in done), timing={})
-    if _main():
+    if is_main():
         atomic.write_json(out / SUMMARY_FILE, result.to_dict())
     return result

@@ -14,6 +14,7 @@ from pathlib import Path
 from asft.errors import AsftError
 
 PAIRING_MODES = ("best-worst", "all")
+SELECTIONS = ("all", "rso")
 SCORER_KINDS = ("builtin", "judge", "reward-model:NAME")
 DTYPES = ("fp32", "bf16", "fp16")
 
@@ -73,6 +74,11 @@ class PairsConfig:
         scorer: ``builtin``, ``judge`` or ``reward-model:NAME`` (see :func:`parse_scorer`).
         pairing: ``best-worst`` (one pair per prompt) or ``all`` (every better/worse pair).
         max_pairs_per_prompt: cap for ``all`` (None: no cap), largest score gaps first.
+        selection: which samples may pair: ``all``, or ``rso``, those statistical rejection
+            sampling keeps (arXiv 2309.06657; :mod:`~asft.experiments.pairs.selection`).
+        rso_beta: RSO's temperature beta (> 0): small keeps the best answers, large keeps
+            near-uniform draws.
+        rso_accept: samples RSO keeps per prompt (>= 2: a pair needs two).
         num_prompts: use only the first N prompts of SOURCE (None: all).
         temperature: sampling temperature (> 0: K greedy answers would all be the same).
         top_p: nucleus-sampling mass.
@@ -92,6 +98,9 @@ class PairsConfig:
     scorer: str = "builtin"
     pairing: str = "best-worst"
     max_pairs_per_prompt: int | None = None
+    selection: str = "all"
+    rso_beta: float = 0.5
+    rso_accept: int = 2
     num_prompts: int | None = None
     temperature: float = 0.8
     top_p: float = 0.95
@@ -111,6 +120,11 @@ class PairsConfig:
              f"--max-pairs-per-prompt must be >= 1, got {self.max_pairs_per_prompt}"),
             (self.max_pairs_per_prompt is None or self.pairing == "all",
              "--max-pairs-per-prompt applies to --pairs all (best-worst makes one pair per prompt)"),
+            (self.selection in SELECTIONS, f"--selection must be one of {', '.join(SELECTIONS)}, "
+                                           f"got {self.selection!r}"),
+            (0 < self.rso_beta < math.inf, f"--rso-beta must be > 0 and finite, got {self.rso_beta}"),
+            (2 <= self.rso_accept <= self.samples, f"--rso-accept must be in [2, --samples], "
+                                                   f"got {self.rso_accept}"),
             (self.num_prompts is None or self.num_prompts >= 1,
              f"--num-prompts must be >= 1, got {self.num_prompts}"),
             (0 < self.temperature < math.inf, f"--temperature must be > 0 and finite (0 is greedy: "
@@ -135,3 +149,13 @@ class PairsConfig:
                 "temperature": self.temperature, "top_p": self.top_p,
                 "max_new_tokens": self.max_new_tokens, "seed": self.seed,
                 "rows_per_call": self.rows_per_call, "dtype": self.dtype}
+
+    def pair_values(self, item_index: int, values: list[float | None]) -> list[float | None]:
+        """The scores pairing sees for one prompt: all of them, or (``rso``) only those of the
+        samples rejection sampling keeps, the others None (not candidates)."""
+        if self.selection == "all":
+            return values
+        from asft.experiments.pairs.selection import rso_rng, rso_select
+
+        kept = set(rso_select(values, self.rso_accept, self.rso_beta, rso_rng(self.seed, item_index)))
+        return [v if i in kept else None for i, v in enumerate(values)]

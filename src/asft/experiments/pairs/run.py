@@ -36,6 +36,8 @@ class Summary:
         skipped: prompts that gave no pair, by reason (``tie``, ``too_few_scored``,
             ``identical``; :data:`~asft.experiments.pairs.pairing.SKIP_REASONS`).
         failures: samples that could not be scored.
+        score_mean: mean score of the scored samples (None: none was scored).
+        solved: samples the ``builtin`` verifier found correct (score 1); None for other scorers.
         output, samples_file, scores_file: the pairs file and the side files.
     """
 
@@ -49,6 +51,8 @@ class Summary:
     pairs: int = 0
     failures: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    score_mean: float | None = None
+    solved: int | None = None
 
 
 def side_paths(output: Path) -> tuple[Path, Path]:
@@ -66,7 +70,8 @@ def pair_records(items: Sequence[PromptItem], samples: dict[int, list[str]],
     records = []
     for item in items:
         texts, values = samples[item.index], [s.value for s in scores[item.index]]
-        pairing = make_pairs(values, texts, config.pairing, config.max_pairs_per_prompt)
+        pairing = make_pairs(config.pair_values(item.index, values), texts, config.pairing,
+                             config.max_pairs_per_prompt)
         if pairing.skipped:
             skipped[pairing.skipped] += 1
         records += [{"prompt": item.messages, "chosen": texts[i], "rejected": texts[j],
@@ -118,7 +123,11 @@ def run_pairs(config: PairsConfig, show_progress: bool = True) -> Summary:
     skipped: Counter = Counter()
     records = pair_records(items, samples, scores, config, skipped)
     summary.skipped = dict(skipped)
-    summary.failures = sum(s.value is None for i in items for s in scores[i.index])
+    values = [s.value for i in items for s in scores[i.index] if s.value is not None]
+    summary.failures = len(items) * config.samples - len(values)
+    summary.score_mean = sum(values) / len(values) if values else None
+    if config.scorer == "builtin":
+        summary.solved = sum(v >= 1.0 for v in values)
     summary.pairs = len(records)
     if records:
         atomic.write_jsonl(config.output, records, ensure_ascii=False)

@@ -18,6 +18,7 @@ from asft.errors import AsftError
 from asft.experiments.pairs.config import PairsConfig
 from asft.experiments.pairs.items import PromptItem
 from asft.experiments.pairs.store import SideFile
+from asft.train import faults
 
 Generate = Callable[[PromptItem], list[str]]
 SAMPLE_FIELDS = ("samples",)
@@ -73,6 +74,7 @@ def sample_all(open_generator: Callable[[], Generate], items: Sequence[PromptIte
             record = {"index": item.index, "sha": item.sha, "prompt": item.messages,
                       "samples": texts}
             store.add(record)
+            faults.hit("pairs.sampled")
             if on_done is not None:
                 on_done(1)
         elif (not isinstance(record["samples"], list) or len(record["samples"]) != samples
