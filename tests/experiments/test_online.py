@@ -204,3 +204,14 @@ def test_errors_are_one_line(tmp_path, reward, monkeypatch):
         train_online(cfg)
     assert "\n" not in str(err.value) and str(err.value).startswith("online round 1: judge at")
     assert "rerun with --resume" in str(err.value)
+
+
+def test_online_smoke_recipe_makes_pairs_and_a_model(tmp_path):
+    """The contract: ``asft train --config recipes/online-smoke.yaml -o DIR`` leaves DIR/model,
+    trained on pairs the rounds made (tiny-llama's random text earns partial credit)."""
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "online-smoke.yaml"
+    cfg = load_config(recipe, [f"output_dir={tmp_path / 'run'}", "logging.progress=false",
+                               "logging.tensorboard=false"])
+    result = train_online(cfg)
+    assert (result.model_dir / "model.safetensors").is_file() and result.steps == 16
+    assert all(r["online/pairs"] >= 1 for r in records(tmp_path / "run") if "online/pairs" in r)
