@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -33,19 +34,38 @@ def _torchrun(out: Path, *settings: str) -> subprocess.CompletedProcess:
         env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
 
 
+class Run(NamedTuple):
+    out: Path
+    stderr: str
+
+
+DPO_CACHE = ["loss.name=dpo", "reference.strategy=cache"]
+
+
+@pytest.fixture(scope="module")
+def fsdp_cache(tmp_path_factory) -> Run:
+    """DPO with the cached reference under fsdp: the fsdp side of the fsdp-vs-ddp test and
+    the cache side of the copy-vs-cache test (one run for both)."""
+    out = tmp_path_factory.mktemp("fsdp-cache") / "run"
+    proc = _torchrun(out, "distributed.strategy=fsdp", *DPO_CACHE)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return Run(out, proc.stderr)
+
+
 @pytest.mark.slow
-def test_fsdp_trains_like_ddp_and_saves_one_consolidated_model(tmp_path):
+def test_fsdp_trains_like_ddp_and_saves_one_consolidated_model(fsdp_cache, tmp_path):
+    """The same DPO run (reference log-probs cached before the first step, by the scorer of
+    each strategy) under ddp and under fsdp: the same metrics and final weights."""
     from transformers import AutoModelForCausalLM
 
-    runs = {}
-    for strategy in ("ddp", "fsdp"):
-        proc = _torchrun(tmp_path / strategy, f"distributed.strategy={strategy}")
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        runs[strategy] = tmp_path / strategy
-    assert "distributed: fsdp (FSDP2 over 2 processes: 2 decoder layers" in proc.stderr
+    proc = _torchrun(tmp_path / "ddp", "distributed.strategy=ddp", *DPO_CACHE)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = {"ddp": tmp_path / "ddp", "fsdp": fsdp_cache.out}
+    assert "distributed: fsdp (FSDP2 over 2 processes: 2 decoder layers" in fsdp_cache.stderr
     records = {s: [json.loads(x) for x in (p / "metrics.jsonl").read_text().splitlines()]
                for s, p in runs.items()}
     assert [r["step"] for r in records["fsdp"]] == [0, 1, 2, 3, 4]
+    assert [r["step"] for r in records["ddp"]] == [0, 1, 2, 3, 4]
     for a, b in zip(records["ddp"], records["fsdp"]):
         for key in a:
             if not key.startswith("throughput/") and key != "time":
@@ -64,17 +84,15 @@ def test_fsdp_trains_like_ddp_and_saves_one_consolidated_model(tmp_path):
 
 
 @pytest.mark.slow
-def test_fsdp_copy_reference_is_sharded_and_scores_as_the_cache(tmp_path):
+def test_fsdp_copy_reference_is_sharded_and_scores_as_the_cache(fsdp_cache, tmp_path):
     """DPO under fsdp with a frozen copy of the reference (sharded too) trains as with the
     cache, which is scored by the policy before its first step: the same model both ways."""
-    runs, logs = {}, {}
-    for strategy in ("copy", "cache"):
-        proc = _torchrun(tmp_path / strategy, "distributed.strategy=fsdp", "loss.name=dpo",
-                         f"reference.strategy={strategy}")
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        logs[strategy] = proc.stderr.replace("\n", " ")  # the console wraps long lines
-        runs[strategy] = [json.loads(x) for x in
-                          (tmp_path / strategy / "metrics.jsonl").read_text().splitlines()]
+    proc = _torchrun(tmp_path / "copy", "distributed.strategy=fsdp", "loss.name=dpo",
+                     "reference.strategy=copy")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    logs = {"copy": proc.stderr.replace("\n", " ")}  # the console wraps long lines
+    runs = {strategy: [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+            for strategy, out in (("copy", tmp_path / "copy"), ("cache", fsdp_cache.out))}
     assert "sharded (FSDP2) over 2 processes" in logs["copy"], logs["copy"][-2000:]
     assert len(runs["copy"]) == len(runs["cache"]) == 5
     for a, b in zip(runs["copy"], runs["cache"]):
@@ -84,13 +102,21 @@ def test_fsdp_copy_reference_is_sharded_and_scores_as_the_cache(tmp_path):
     assert any(abs(r.get("rewards/margin", 0.0)) > 1e-4 for r in runs["copy"][1:])
 
 
+# The contract run is shortened from the recipe's 60 steps to 12: every step after the resume
+# (step 2) is the same kind of step, and 12 keep what 60 exercised: the step-10 logging window
+# spans the kill and the resume (its running sums come from the checkpoint), checkpoints every
+# 2 steps are pruned to the last 2, and a final window and probe follow.
+CONTRACT_STEPS = 12
+
+
 def _contract(out: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """The command the issue names, verbatim but for the output folder."""
+    """The command the issue names, verbatim but for the output folder and max_steps."""
     recipe = Path(__file__).resolve().parents[2] / "recipes" / "smoke.yaml"
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          "-m", "asft.cli", "train", "--config", str(recipe), "--set", "distributed.strategy=fsdp",
-         "--set", "checkpoint.every=2", "-o", str(out), *extra],
+         "--set", "checkpoint.every=2", "--set", f"training.max_steps={CONTRACT_STEPS}",
+         "-o", str(out), *extra],
         env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, capture_output=True,
         text=True, timeout=300)
 
@@ -115,6 +141,8 @@ def test_fsdp_resumes_exactly_after_a_kill(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     ra = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     rb = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    # the recipe logs every 10 steps and probes at step 0 and at the end
+    assert [r["step"] for r in ra] == [0, 10, CONTRACT_STEPS]
     strip = [{k: v for k, v in r.items() if k != "time" and not k.startswith("throughput/")}
              for r in ra + rb]
     assert strip[:len(ra)] == strip[len(ra):]
