@@ -34,7 +34,7 @@ def test_the_setting_is_checked_and_reaches_the_model():
 @pytest.mark.parametrize("kernel", ["eager", "flex_attention"])
 def test_every_kernel_scores_pairs_as_sdpa_does(kernel):
     """fp32 log-probs of the same pairs: eager on the shared layout, flex on the plain one
-    (it cannot take the dense mask), both equal sdpa's to 1e-5."""
+    (its BlockMask layout is unverified), both equal sdpa's to 1e-5."""
     from asft.evaluate.pairwise import score_pairs
 
     pairs = _pairs()
@@ -46,7 +46,18 @@ def test_every_kernel_scores_pairs_as_sdpa_does(kernel):
     refusal = shared_layout_refusal(model)
     assert (refusal is None) == (kernel == "eager")
     if refusal:
-        assert "flex_attention" in refusal and "not built yet" in refusal
+        assert "flex_attention" in refusal and "BlockMask layout is unverified" in refusal
+
+
+def test_flash_attention_2_is_refused_the_shared_layout_in_one_line(monkeypatch):
+    """FA2 takes no 4D mask: the shared layout is refused with the reason (the model is not
+    run: flash-attn needs CUDA)."""
+    from asft.model import logprobs
+
+    model = load_model("tiny-llama")
+    monkeypatch.setattr(logprobs, "attn_implementation", lambda m: "flash_attention_2")
+    refusal = shared_layout_refusal(model)
+    assert "flash_attention_2" in refusal and "not built yet" in refusal
 
 
 def test_gpu_only_kernels_are_refused_for_training_on_a_cpu(tmp_path):

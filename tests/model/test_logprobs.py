@@ -211,3 +211,25 @@ def test_chunked_head_under_bf16_autocast_matches_full_path(model):
     g_full, g_chunk = results["full"][1], results["chunked"][1]
     cos = torch.nn.functional.cosine_similarity(g_full.flatten(), g_chunk.flatten(), dim=0)
     assert cos > 0.99
+
+
+def test_block_mask_rule_equals_the_dense_mask():
+    """FlexAttention's mask_mod (asft.model.masks) allows exactly what the dense 4D mask allows,
+    position by position, on packed rows with a third response and pads; its BlockMask skips
+    the blocks of pairs that never see each other."""
+    from torch.nn.attention.flex_attention import create_mask
+
+    from asft.data.collate import Triple
+    from asft.model.masks import block_mask, mask_mod
+
+    pairs = [Triple(p.prompt_ids, p.chosen_ids, p.rejected_ids, p.chosen_ids[:2])
+             for p in make_pairs(6, seed=3)]
+    batch = collate(pairs, 0, "shared", pack=True)
+    g, s = batch["group_ids"], batch["segment_ids"]
+    R, T = g.shape
+    dense = attention_mask_4d(g, s, torch.float32) == 0
+    flex = create_mask(mask_mod(g, s), R, 1, T, T, device="cpu")
+    assert flex.shape == dense.shape and torch.equal(flex, dense)
+    assert (s == 3).any() and (g.amax(1) > 0).any()  # a third response, and pairs packed together
+    bm = block_mask(g, s)
+    assert bm.shape == (R, 1, T, T)

@@ -17,31 +17,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from asft.data.collate import PROMPT, Pair, collate
+from asft.data.collate import Pair, collate
+from asft.model.masks import attention_mask, attention_mask_4d
+
+__all__ = ["HEADS", "PreferenceScorer", "attention_mask_4d", "move_batch", "shared_layout_refusal",
+           "shared_layout_supported", "target_logprobs"]
 
 HEADS = ("chunked", "full")
-
-
-def attention_mask_4d(group_ids: torch.Tensor, segment_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Additive mask [R, 1, T, T] (0 = attend, dtype min = blocked) for packed pair rows.
-
-    Query i may attend key j when both belong to the same group (pair), j <= i, and j is a
-    prompt token or in the same segment as i: so rejected tokens see the prompt but not the
-    chosen response. Each position also attends to itself, which keeps pad rows finite.
-
-    Args:
-        group_ids: [R, T] long, -1 at pads.
-        segment_ids: [R, T] long, 0 prompt, 1 chosen, 2 rejected, -1 pad.
-    """
-    R, T = group_ids.shape
-    device = group_ids.device
-    q_group, k_group = group_ids[:, :, None], group_ids[:, None, :]
-    q_seg, k_seg = segment_ids[:, :, None], segment_ids[:, None, :]
-    causal = torch.ones(T, T, dtype=torch.bool, device=device).tril_()
-    allowed = (q_group == k_group) & (k_group >= 0) & causal & ((k_seg == PROMPT) | (q_seg == k_seg))
-    allowed |= torch.eye(T, dtype=torch.bool, device=device)
-    mask = torch.zeros(R, 1, T, T, dtype=dtype, device=device)
-    return mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
 
 
 class _TargetLogProb(torch.autograd.Function):
@@ -207,11 +189,7 @@ class PreferenceScorer(nn.Module):
         if batch["input_ids"].device != embed.device:
             batch = move_batch(batch, embed.device)
         input_ids = batch["input_ids"]
-        if batch["layout"] == "plain" and not bool((batch["group_ids"] > 0).any()):
-            # One sequence per row: a 2D padding mask is enough and every model accepts it.
-            mask = (batch["group_ids"] >= 0).long()
-        else:
-            mask = attention_mask_4d(batch["group_ids"], batch["segment_ids"], dtype)
+        mask = attention_mask(batch, attn_implementation(self.model), dtype)
         index, targets = batch["target_index"], batch["target_ids"]
         if self.head == "full":
             logits = self.model(input_ids=input_ids, attention_mask=mask,
@@ -230,8 +208,12 @@ class PreferenceScorer(nn.Module):
         return logps, tokens
 
 
-# kernels that cannot take asft's dense 4D float mask (passing one to the flex path crashes)
-NO_DENSE_MASK = ("flex_attention", "flash_attention_2")
+# kernels that do not run the shared layout: FlashAttention-2 takes no 4D mask of any kind (its
+# padding-free packed layout is not built yet); flex would take the layout's BlockMask
+# (asft.model.masks.block_mask, whose rule is tested position by position), but torch 2.13's
+# CPU FlexAttention compile fails on it (an inductor C++ codegen error) and no GPU was at hand to
+# check it there, so it stays off until verified: flex scores the plain layout
+NO_SHARED_LAYOUT = ("flex_attention", "flash_attention_2")
 
 
 def attn_implementation(model: nn.Module) -> str | None:
@@ -242,9 +224,10 @@ def attn_implementation(model: nn.Module) -> str | None:
 def shared_layout_refusal(model: nn.Module) -> str | None:
     """Why ``model`` cannot run asft's shared-prompt packed layout, or None when it can."""
     kernel = attn_implementation(model)
-    if kernel in NO_DENSE_MASK:
-        return (f"attention {kernel!r} cannot take the shared layout's dense 4D mask (its "
-                "BlockMask / variable-length layout is not built yet)")
+    if kernel in NO_SHARED_LAYOUT:
+        layout = "BlockMask layout is unverified" if kernel == "flex_attention" else \
+            "padding-free variable-length layout is not built yet"
+        return f"attention {kernel!r} does not run the shared layout (its {layout})"
     if not shared_layout_supported(model):
         return "this model ignores the 4D attention mask"
     return None
@@ -259,8 +242,8 @@ def shared_layout_supported(model: nn.Module) -> bool:
     rounding does), and the caller falls back to ``plain``. Costs one small forward pass.
     """
     lm = _unwrap(model)
-    if attn_implementation(model) in NO_DENSE_MASK:
-        return False  # never hand it the dense mask: the flex path crashes on one
+    if attn_implementation(model) in NO_SHARED_LAYOUT:
+        return False
     vocab = lm.get_output_embeddings().weight.shape[0]
     device = lm.get_input_embeddings().weight.device
     gen = torch.Generator().manual_seed(0)
