@@ -142,7 +142,7 @@ def markdown(summary: dict) -> str:
     fired = f["fired_inside_asft"]
     rows = [
         ("SIGKILL at a fault point (each step of a checkpoint write, mid-step, after a step, "
-         "final save)", fired.get("kill", 0)),
+         "final save, an online round's sampling)", fired.get("kill", 0)),
         ("SIGKILL from outside at a random moment", f["external_sigkills"]),
         ("... of which landed inside a checkpoint write (mid-file or mid-fsync)",
          f["external_sigkills_inside_checkpoint_write"]),

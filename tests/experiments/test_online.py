@@ -149,6 +149,7 @@ def test_rounds_train_from_the_previous_round_and_log_their_samples(uninterrupte
 
 
 @pytest.mark.slow
+@pytest.mark.fault
 @pytest.mark.parametrize("fault", ["train.step@5=kill", "pairs.sampled@5=kill"],
                          ids=["in-round-2-training", "in-round-2-sampling"])
 def test_sigkill_mid_round_then_resume_equals_uninterrupted(uninterrupted, reward, tmp_path, fault):
