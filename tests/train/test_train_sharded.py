@@ -241,3 +241,40 @@ def test_sharded_smoke_recipe_trains_and_resumes_in_bf16(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model")
     assert torch.equal(model.model.norm.weight.detach(), b["model.norm.weight"])
+
+
+@pytest.mark.slow
+def test_an_untied_lm_head_is_its_own_unit_and_trains_like_ddp(tmp_path):
+    """A model whose LM head is not tied to the embeddings: under fsdp the head is sharded on its
+    own, and the chunked head runs through the unit's hooks (a DTensor shard otherwise, which
+    the head's matmul refuses). Its gradient reaches FSDP2's reduce-scatter: the metrics and
+    every final weight, the head's included, equal ddp's."""
+    from asft.model.saving import save_complete
+    from asft.model.tiny import build_model, build_tokenizer
+
+    folder = tmp_path / "untied"
+    tok = build_tokenizer()
+    model = build_model(len(tok), tie=False, seed=3)
+    model.config.eos_token_id = model.generation_config.eos_token_id = tok.eos_token_id
+    save_complete(model, tok, folder)
+    runs = {}
+    for strategy in ("ddp", "fsdp"):
+        proc = _torchrun(tmp_path / strategy, f"distributed.strategy={strategy}", f"model.name={folder}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[strategy] = tmp_path / strategy
+    assert "2 decoder layers, the LM head, then the whole model" in " ".join(proc.stderr.split()), \
+        proc.stderr[:1500]
+    records = {s: [json.loads(x) for x in (p / "metrics.jsonl").read_text().splitlines()]
+               for s, p in runs.items()}
+    assert len(records["ddp"]) == len(records["fsdp"]) == 5
+    for a, b in zip(records["ddp"], records["fsdp"]):
+        for key in a:
+            if not key.startswith("throughput/") and key != "time":
+                assert a[key] == pytest.approx(b[key], abs=1e-4), (a["step"], key)
+    ddp = load_file(runs["ddp"] / "model" / "model.safetensors")
+    fsdp = load_file(runs["fsdp"] / "model" / "model.safetensors")
+    assert "lm_head.weight" in ddp and ddp.keys() == fsdp.keys()
+    start = model.state_dict()["lm_head.weight"]
+    assert (ddp["lm_head.weight"] - start).abs().max() > 1e-3  # the head trained
+    for key, value in ddp.items():
+        assert torch.allclose(value, fsdp[key], atol=1e-5), key

@@ -142,8 +142,31 @@ def _softcap(raw: torch.Tensor, softcap: float) -> torch.Tensor:
 
 def target_logprobs(hidden: torch.Tensor, head: nn.Module, targets: torch.Tensor, chunk: int,
                     softcap: float = 0.0) -> torch.Tensor:
-    """log p(target) for each row of ``hidden`` [N, H] under the linear LM ``head``: [N] float32."""
-    return _TargetLogProb.apply(hidden, head.weight, getattr(head, "bias", None), targets, chunk, softcap)
+    """log p(target) for each row of ``hidden`` [N, H] under the linear LM ``head``: [N] float32.
+
+    A head sharded by FSDP2 as a unit of its own holds only a shard of its weight outside its
+    own forward, so the computation then runs as that forward, through the unit's hooks: they
+    gather the weight before it, free it after, gather it again for the backward pass and
+    reduce-scatter its gradient, as for any FSDP2 module.
+    """
+    def run(h: torch.Tensor) -> torch.Tensor:
+        return _TargetLogProb.apply(h, head.weight, getattr(head, "bias", None), targets, chunk, softcap)
+
+    if not _is_fsdp_unit(head):
+        return run(hidden)
+    head.forward = run  # for this one call: the module's own forward is the full-logits one
+    try:
+        return head(hidden)
+    finally:
+        del head.forward
+
+
+def _is_fsdp_unit(module: nn.Module) -> bool:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # a torch built without distributed
+        return False
+    return isinstance(module, FSDPModule)
 
 
 def default_chunk(vocab: int, budget_elems: int = 1 << 24) -> int:

@@ -321,10 +321,11 @@ def _optimization(cfg: Config, accelerator: Any, model: torch.nn.Module,
         if why:
             raise AsftError(f"{why} (distributed.strategy: auto chose fsdp for this model)")
         # sharded before the optimizer is built, so that AdamW's state is sharded too
-        layers = sharding.shard(scorer.to(accelerator.device), cfg.training.precision,
-                                cfg.distributed.cpu_offload)
+        layers, head = sharding.shard(scorer.to(accelerator.device), cfg.training.precision,
+                                      cfg.distributed.cpu_offload)
         log(f"distributed: fsdp (FSDP2 over {accelerator.num_processes} processes: {layers} "
-            f"decoder layers, then the whole model; fp32 master weights sharded"
+            f"decoder layers{', the LM head' if head else ''}, then the whole model; fp32 "
+            f"master weights sharded"
             + (", bf16 compute" if cfg.training.precision == "bf16-mixed" else "")
             + (", CPU offload" if cfg.distributed.cpu_offload else "") + ")")
     optimizer = build_optimizer(scorer, cfg)

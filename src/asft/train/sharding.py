@@ -1,9 +1,9 @@
 """``distributed.strategy``: DDP through accelerate, or FSDP2 applied by asft itself.
 
 FSDP2 is torch's ``torch.distributed.fsdp.fully_shard``: each decoder layer becomes a unit
-whose parameters are all-gathered just before it runs and freed after, then the whole
-:class:`asft.model.logprobs.PreferenceScorer` becomes the root unit, which holds the
-embeddings, the final norm and the LM head. Sharding the scorer (not the model inside it)
+whose parameters are all-gathered just before it runs and freed after, so does an LM head not
+tied to the embeddings, then the whole :class:`asft.model.logprobs.PreferenceScorer` becomes
+the root unit, which holds the embeddings, the final norm and a tied LM head. Sharding the scorer (not the model inside it)
 matters: the scorer calls the decoder and then the chunked LM head itself, so the root's
 hooks must run around the scorer's forward for the head's weight to be gathered; the root
 keeps it gathered through the backward, which the head's custom autograd needs.
@@ -64,9 +64,22 @@ def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     return layers
 
 
-def shard(scorer: torch.nn.Module, precision: str, cpu_offload: bool) -> int:
-    """Apply FSDP2 in place: each decoder layer of ``scorer.model``, then ``scorer``; returns
-    the number of layers sharded on their own."""
+def own_head(model: torch.nn.Module) -> torch.nn.Module | None:
+    """The LM head when it can be a unit of its own (its weight is not tied to the input
+    embeddings, which the root holds), else None."""
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head, embed = lm.get_output_embeddings(), lm.get_input_embeddings()
+    if head is None or head.weight is embed.weight:
+        return None
+    return head
+
+
+def shard(scorer: torch.nn.Module, precision: str, cpu_offload: bool) -> tuple[int, bool]:
+    """Apply FSDP2 in place: each decoder layer of ``scorer.model``, the LM head when it is not
+    tied to the embeddings, then ``scorer``. Returns the number of layers sharded on their own
+    and whether the head is one: its weight is then gathered only while the chunked head runs
+    (:func:`asft.model.logprobs.target_logprobs` calls it through the unit's hooks), not for
+    the whole forward and backward, which matters for a large vocabulary."""
     from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 
     kwargs: dict[str, Any] = {}
@@ -78,8 +91,11 @@ def shard(scorer: torch.nn.Module, precision: str, cpu_offload: bool) -> int:
     layers = decoder_layers(scorer.model)
     for layer in layers:
         fully_shard(layer, **kwargs)
+    head = own_head(scorer.model)
+    if head is not None:
+        fully_shard(head, **kwargs)
     fully_shard(scorer, **kwargs)
-    return len(layers)
+    return len(layers), head is not None
 
 
 def is_sharded(module: Any) -> bool:
