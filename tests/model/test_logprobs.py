@@ -18,6 +18,7 @@ from asft.data.collate import collate
 from asft.model.logprobs import (
     PreferenceScorer,
     attention_mask_4d,
+    shared_layout_refusal,
     shared_layout_supported,
     target_logprobs,
 )
@@ -194,6 +195,18 @@ def test_shared_layout_rejected_for_model_ignoring_4d_mask(monkeypatch):
 
     monkeypatch.setattr(m.model, "forward", forward)
     assert not shared_layout_supported(m)
+    assert shared_layout_refusal(m) == "this model ignores the 4D attention mask"
+
+
+def test_a_layout_check_that_raises_is_reported_in_one_line(monkeypatch):
+    """An exception inside the check falls back to the plain layout and names its error."""
+    m = build_model(VOCAB, hidden=64, layers=2, seed=2)
+
+    def forward(*args, **kwargs):
+        raise RuntimeError("kernel says no\nsecond line")
+
+    monkeypatch.setattr(m.model, "forward", forward)
+    assert shared_layout_refusal(m) == "the layout check failed (RuntimeError: kernel says no second line)"
 
 
 def test_chunked_head_under_bf16_autocast_matches_full_path(model):

@@ -251,23 +251,28 @@ def shared_layout_refusal(model: nn.Module) -> str | None:
         layout = "BlockMask layout is unverified" if kernel == "flex_attention" else \
             "padding-free variable-length layout is not built yet"
         return f"attention {kernel!r} does not run the shared layout (its {layout})"
-    if not shared_layout_supported(model):
+    error: list[str] = []
+    if not shared_layout_supported(model, error):
+        if error:
+            return f"the layout check failed ({error[0]})"
         return "this model ignores the 4D attention mask"
     return None
 
 
-def shared_layout_supported(model: nn.Module) -> bool:
+def shared_layout_supported(model: nn.Module, error: list[str] | None = None) -> bool:
     """Whether ``model`` honours a 4D attention mask and position ids, checked by computation.
 
     Scores a few random pairs with the shared (packed) layout and with the plain layout and
     compares. A model that raises, or silently ignores the 4D mask or the position ids, gives
     different numbers (seeing the chosen tokens moves the rejected log-probs far more than
     rounding does), and the caller falls back to ``plain``. Costs one small forward pass.
+    The exception of a check that raised is appended to ``error`` (one line), for the caller
+    to report.
     """
     lm = _unwrap(model)
     if attn_implementation(model) in NO_SHARED_LAYOUT:
         return False
-    vocab = lm.get_output_embeddings().weight.shape[0]
+    vocab = lm.config.get_text_config().vocab_size  # the weight may be a shard
     device = lm.get_input_embeddings().weight.device
     gen = torch.Generator().manual_seed(0)
 
@@ -282,7 +287,10 @@ def shared_layout_supported(model: nn.Module) -> bool:
         with torch.no_grad():
             shared, tokens = scorer(move_batch(collate(pairs, 0, "shared", pack=True), device))
             plain, _ = scorer(move_batch(collate(pairs, 0, "plain"), device))
-    except Exception:  # any failure of the custom mask path means: use the plain layout
+    except Exception as err:  # any failure of the custom mask path means: use the plain layout
+        if error is not None:
+            text = " ".join(str(err).split()) or type(err).__name__
+            error.append(f"{type(err).__name__}: {text[:200]}")
         return False
     finally:
         model.train(was_training)
