@@ -57,7 +57,30 @@ def test_flash_attention_2_is_refused_the_shared_layout_in_one_line(monkeypatch)
     model = load_model("tiny-llama")
     monkeypatch.setattr(logprobs, "attn_implementation", lambda m: "flash_attention_2")
     refusal = shared_layout_refusal(model)
-    assert "flash_attention_2" in refusal and "not built yet" in refusal
+    assert refusal == "attention 'flash_attention_2' does not run the shared layout (it takes no " \
+                      "4D mask, so no prompt sharing)"
+
+
+def test_flash_attention_2_trains_on_padding_free_rows(monkeypatch):
+    """With FA2 the batcher packs the plain layout padding-free (one row, no mask) and says so
+    in one line; the model is not run (flash-attn needs CUDA: this path is untested on a GPU)."""
+    from types import SimpleNamespace
+
+    from asft.model import logprobs
+    from asft.model.load import load_tokenizer
+    from asft.train.setup import _batcher
+
+    monkeypatch.setattr(logprobs, "attn_implementation", lambda m: "flash_attention_2")
+    said: list[str] = []
+    cfg = load_config(None, ["model.name=tiny-llama"])
+    batcher = _batcher(cfg, SimpleNamespace(device="cpu"), load_model("tiny-llama"),
+                       load_tokenizer("tiny-llama"), said.append)
+    batch = batcher(_pairs(4))
+    assert batch["layout"] == "varlen" and batch["input_ids"].shape[0] == 1
+    assert bool((batch["group_ids"] >= 0).all())  # no pads
+    assert said == ["data: attention 'flash_attention_2' does not run the shared layout (it takes "
+                    "no 4D mask, so no prompt sharing); using the 'plain' layout packed "
+                    "padding-free (FlashAttention-2's variable-length sequences)"]
 
 
 def test_gpu_only_kernels_are_refused_for_training_on_a_cpu(tmp_path):

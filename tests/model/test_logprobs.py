@@ -206,7 +206,8 @@ def test_a_layout_check_that_raises_is_reported_in_one_line(monkeypatch):
         raise RuntimeError("kernel says no\nsecond line")
 
     monkeypatch.setattr(m.model, "forward", forward)
-    assert shared_layout_refusal(m) == "the layout check failed (RuntimeError: kernel says no second line)"
+    assert shared_layout_refusal(m) == ("this model cannot run the 4D attention mask (the check "
+                                        "raised RuntimeError: kernel says no second line)")
 
 
 def test_chunked_head_under_bf16_autocast_matches_full_path(model):
@@ -246,3 +247,31 @@ def test_block_mask_rule_equals_the_dense_mask():
     assert (s == 3).any() and (g.amax(1) > 0).any()  # a third response, and pairs packed together
     bm = block_mask(g, s)
     assert bm.shape == (R, 1, T, T)
+
+
+def test_padding_free_layout_is_exact_under_the_boundaries_flash_attention_reads(model):
+    """The FA2 layout (asft.data.collate.padding_free): one row, no pads, positions restarting
+    per sequence. transformers derives FA2's cu_seqlens from those positions; attending within
+    the sequences they delimit (a reference attention: sdpa/eager with that block-diagonal
+    causal mask) gives the naive per-sequence log-probs, third responses included."""
+    from transformers.modeling_flash_attention_utils import prepare_fa_kwargs_from_position_ids
+
+    from asft.data.collate import Triple, padding_free
+
+    pairs = [Triple(p.prompt_ids, p.chosen_ids, p.rejected_ids, p.rejected_ids[:3])
+             for p in make_pairs(5, seed=4)]
+    plain = collate(pairs, 0, "plain", pack=True)
+    flat = padding_free(plain)
+    assert flat["input_ids"].shape == (1, plain["num_tokens"]) and bool((flat["group_ids"] >= 0).all())
+    (cu, _), _ = prepare_fa_kwargs_from_position_ids(flat["position_ids"])
+    lengths = cu.diff().tolist()
+    assert len(lengths) == 3 * len(pairs)  # one sequence per response, as the plain layout has
+    seq = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))[None]
+    reference = {**flat, "group_ids": seq, "layout": "plain"}
+    with torch.no_grad():
+        logps, tokens = PreferenceScorer(model, chunk_size=5)(reference)
+    ref, ref_tokens = naive(model, pairs, ("chosen_ids", "rejected_ids", "extra_ids"))
+    torch.testing.assert_close(logps.double(), ref, atol=1e-5, rtol=1e-5)
+    assert torch.equal(tokens, ref_tokens)
+    with pytest.raises(ValueError, match="plain layout"):
+        padding_free(collate(pairs, 0, "shared"))

@@ -60,9 +60,10 @@ class ModelConfig(Section):
                                  "flash_attention_2"] = "auto"
     """The attention kernel, passed to transformers. ``auto``: ``sdpa``, which takes asft's
     shared-prompt packed layout (a dense 4D mask). ``flex_attention`` and
-    ``flash_attention_2`` do not run that layout yet: with them asft trains on the plain layout
-    without packing (it says so at start-up); both need a CUDA GPU to train (FlexAttention has
-    no backward on CPU; FA2 is CUDA only). Untested on GPUs: none on the machine asft is built on."""
+    ``flash_attention_2`` do not run that layout: flex trains on the plain layout without
+    packing, FA2 on the plain layout packed padding-free (it says so at start-up); both need
+    a CUDA GPU to train (FlexAttention has no backward on CPU; FA2 is CUDA only). Untested on
+    GPUs: none on the machine asft is built on."""
 
     def validate(self) -> None:
         require(bool(self.name.strip()), "name", "must not be empty")

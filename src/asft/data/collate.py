@@ -34,7 +34,13 @@ Batch keys (R rows of T positions, N response tokens, B pairs):
     num_pairs     int    B
     num_seqs      int    K * B: K = 3 when the examples carry ``extra_ids``, else 2
     num_tokens    int    real (non-pad) tokens in the batch, for throughput metrics
-    layout        str    ``shared`` or ``plain``
+    layout        str    ``shared``, ``plain`` or ``varlen`` (:func:`padding_free`)
+
+``varlen`` (:func:`padding_free`, for FlashAttention-2, which takes no 4D mask): the plain
+layout's sequences end to end in one row without a single pad, each restarting its position
+ids at 0. FA2 reads the sequence boundaries from those restarts (transformers derives
+``cu_seqlens`` from the positions equal to 0) and attends within each sequence only; no
+prompt sharing, which FA2 cannot express, but no padding either.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from typing import Protocol
 
 import torch
 
-LAYOUTS = ("shared", "plain")
+LAYOUTS = ("shared", "plain")  # what collate builds; padding_free makes "varlen" of plain
 PROMPT, CHOSEN, REJECTED, EXTRA = 0, 1, 2, 3
 
 
@@ -186,3 +192,17 @@ def collate(
         "num_tokens": int(sum(lengths)),
         "layout": layout,
     }
+
+
+def padding_free(batch: dict) -> dict:
+    """The ``plain`` batch ``batch`` as one row of its real tokens in row-major order, without
+    pads (layout ``varlen``, module docstring); ``target_index`` follows the tokens it points
+    at. Refuses the shared layout, whose rejected part restarts its positions after the prompt
+    (FA2 would read that as a new sequence)."""
+    if batch["layout"] != "plain":
+        raise ValueError(f"a padding-free batch is made from the plain layout, not {batch['layout']!r}")
+    keep = (batch["group_ids"] >= 0).flatten()
+    new_index = keep.cumsum(0) - 1  # flat position -> its place among the kept tokens
+    out = {key: batch[key].flatten()[keep][None] for key in
+           ("input_ids", "position_ids", "group_ids", "segment_ids")}
+    return {**batch, **out, "target_index": new_index[batch["target_index"]], "layout": "varlen"}

@@ -231,8 +231,8 @@ class PreferenceScorer(nn.Module):
         return logps, tokens
 
 
-# kernels that do not run the shared layout: FlashAttention-2 takes no 4D mask of any kind (its
-# padding-free packed layout is not built yet); flex would take the layout's BlockMask
+# kernels that do not run the shared layout: FlashAttention-2 takes no 4D mask of any kind (it
+# packs padding-free instead: asft.data.collate.padding_free); flex would take the BlockMask
 # (asft.model.masks.block_mask, whose rule is tested position by position), but torch 2.13's
 # CPU FlexAttention compile fails on it (an inductor C++ codegen error) and no GPU was at hand to
 # check it there, so it stays off until verified: flex scores the plain layout
@@ -248,13 +248,13 @@ def shared_layout_refusal(model: nn.Module) -> str | None:
     """Why ``model`` cannot run asft's shared-prompt packed layout, or None when it can."""
     kernel = attn_implementation(model)
     if kernel in NO_SHARED_LAYOUT:
-        layout = "BlockMask layout is unverified" if kernel == "flex_attention" else \
-            "padding-free variable-length layout is not built yet"
-        return f"attention {kernel!r} does not run the shared layout (its {layout})"
+        why = "its BlockMask layout is unverified" if kernel == "flex_attention" else \
+            "it takes no 4D mask, so no prompt sharing"
+        return f"attention {kernel!r} does not run the shared layout ({why})"
     error: list[str] = []
     if not shared_layout_supported(model, error):
         if error:
-            return f"the layout check failed ({error[0]})"
+            return f"this model cannot run the 4D attention mask (the check raised {error[0]})"
         return "this model ignores the 4D attention mask"
     return None
 

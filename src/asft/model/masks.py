@@ -13,6 +13,8 @@ the chosen response), and every position attends to itself (pad rows stay finite
   passes a 4D BlockMask given as ``attention_mask`` to the kernel unchanged.
 - one sequence per row (the plain layout without packing): a 2D padding mask, which every
   kernel takes (:func:`attention_mask` picks it).
+- ``flash_attention_2``: no mask; the plain layout packed padding-free into one row
+  (:func:`asft.data.collate.padding_free`), its sequences told apart by their position ids.
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ def mask_mod(group_ids: torch.Tensor, segment_ids: torch.Tensor):
 def attention_mask(batch: dict, kernel: str | None, dtype: torch.dtype):
     """The mask ``batch`` needs under attention ``kernel`` (module docstring); ``dtype`` is the
     model's (the dense mask's blocked value is that dtype's minimum)."""
+    if batch["layout"] == "varlen":
+        return None  # FlashAttention-2 finds the sequences from the position ids' restarts
     if batch["layout"] == "plain" and not bool((batch["group_ids"] > 0).any()):
         return (batch["group_ids"] >= 0).long()  # one sequence per row
     if kernel in BLOCK_MASK_KERNELS:

@@ -290,16 +290,21 @@ def for_loss(cfg: Config, pairs: Any) -> Any:
 def _batcher(cfg: Config, accelerator: Any, model: torch.nn.Module, tokenizer: Any,
              log: Callable[[str], None]) -> Callable[[Sequence[Any]], dict]:
     """Pairs -> a batch on the device, in the configured layout if the model supports it."""
-    from asft.data.collate import collate
-    from asft.model.logprobs import move_batch, shared_layout_refusal
+    from asft.data.collate import collate, padding_free
+    from asft.model.logprobs import attn_implementation, move_batch, shared_layout_refusal
 
     layout, pack = cfg.data.layout, cfg.data.pack
+    pad_id = tokenizer.pad_token_id
     # Both the shared layout and packing rest on the 4D mask; check the model honours it once.
     why = shared_layout_refusal(model) if (layout == "shared" or pack) else None
+    if why and pack and attn_implementation(model) == "flash_attention_2":
+        log(f"data: {why}; using the 'plain' layout packed padding-free (FlashAttention-2's "
+            "variable-length sequences)")
+        return lambda examples: move_batch(padding_free(collate(list(examples), pad_id, "plain",
+                                                                pack=True)), accelerator.device)
     if why:
         log(f"data: {why}; using the 'plain' layout without packing")
         layout, pack = "plain", False
-    pad_id = tokenizer.pad_token_id
     return lambda examples: move_batch(collate(list(examples), pad_id, layout, pack=pack),
                                        accelerator.device)
 
