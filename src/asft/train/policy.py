@@ -87,7 +87,8 @@ def save_final_model(accelerator: Any, scorer: Any, tokenizer: Any, cfg: Config,
                 elif is_peft(model):
                     model.save_pretrained(tmp)
                 else:
-                    model.save_pretrained(tmp, state_dict={k.removeprefix("model."): v for k, v in state.items()})
+                    state = {k.removeprefix("model."): v for k, v in state.items()}
+                    model.save_pretrained(tmp, state_dict=without_tied_copies(model, state))
             except SafetensorError as err:  # a full disk, reported by safetensors' Rust writer
                 raise ckpt.as_os_error(err, tmp) from None
             if cfg.model.gradient_checkpointing:
@@ -99,3 +100,17 @@ def save_final_model(accelerator: Any, scorer: Any, tokenizer: Any, cfg: Config,
             faults.hit("final.before_rename")
     accelerator.wait_for_everyone()
     return dest
+
+
+def without_tied_copies(model: Any, state: dict) -> dict:
+    """``state`` without the second name of a tied weight (an LM head tied to the embeddings):
+    a state dict gathered from FSDP2 holds it twice as separate tensors, which
+    ``save_pretrained`` would write twice; the model's own state dict keeps the first name."""
+    names: dict[int, str] = {}
+    drop = set()
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in names:
+            drop.add(name)
+        else:
+            names[id(param)] = name
+    return {k: v for k, v in state.items() if k not in drop}
