@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from asft.errors import AsftError
+from asft.experiments.pairs.selection import SELECTIONS, rso_rng, rso_select
 
 PAIRING_MODES = ("best-worst", "all")
-SELECTIONS = ("all", "rso")
 SCORER_KINDS = ("builtin", "judge", "reward-model:NAME")
 DTYPES = ("fp32", "bf16", "fp16")
 
@@ -155,7 +155,5 @@ class PairsConfig:
         samples rejection sampling keeps, the others None (not candidates)."""
         if self.selection == "all":
             return values
-        from asft.experiments.pairs.selection import rso_rng, rso_select
-
         kept = set(rso_select(values, self.rso_accept, self.rso_beta, rso_rng(self.seed, item_index)))
         return [v if i in kept else None for i, v in enumerate(values)]

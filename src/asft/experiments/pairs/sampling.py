@@ -18,7 +18,6 @@ from asft.errors import AsftError
 from asft.experiments.pairs.config import PairsConfig
 from asft.experiments.pairs.items import PromptItem
 from asft.experiments.pairs.store import SideFile
-from asft.train import faults
 
 Generate = Callable[[PromptItem], list[str]]
 SAMPLE_FIELDS = ("samples",)
@@ -74,6 +73,8 @@ def sample_all(open_generator: Callable[[], Generate], items: Sequence[PromptIte
             record = {"index": item.index, "sha": item.sha, "prompt": item.messages,
                       "samples": texts}
             store.add(record)
+            from asft.train import faults  # here: the model (torch) is loaded by now anyway
+
             faults.hit("pairs.sampled")
             if on_done is not None:
                 on_done(1)

@@ -5,8 +5,8 @@ RSO (Liu et al., "Statistical Rejection Sampling Improves Preference Optimizatio
 KL-regularised reward objective, pi*(y|x) ~ pi(y|x) exp(r(x, y) / beta), by rejection: with
 M the highest reward among the candidates left, each candidate y is accepted with probability
 exp((r(y) - M) / beta), and accepted candidates leave the pool; rounds repeat until ``accept``
-samples are kept (or none is left); candidates are looked at in a random order. The best candidate of each round is always accepted
-(probability 1), so a round never comes back empty. Small beta keeps the best answers; large
+samples are kept (or none is left); candidates are looked at in a random order. The best
+candidate of each round is always accepted (probability 1), so a round never comes back empty. Small beta keeps the best answers; large
 beta keeps nearly uniform draws. The kept samples are then paired as usual
 (:func:`asft.experiments.pairs.pairing.make_pairs`), as RSO ranks its accepted samples with
 the reward model.
