@@ -47,7 +47,13 @@ from asft.train import faults
 from asft.train.loop import TrainResult
 from asft.train.loop import train as train_one
 from asft.train.rundir import SUMMARY_FILE, default_output_dir
-from asft.train.stages import finished_result, link_model, prepare_folder
+from asft.train.stages import (
+    combined_result,
+    finished_result,
+    link_model,
+    merge_metrics,
+    prepare_folder,
+)
 
 ROUNDS_DIR = "rounds"
 ROUND_FILE = "round.json"
@@ -120,27 +126,13 @@ def _sample(cfg: Config, r: int, model: str, out: Path, show: bool) -> dict[str,
     return record
 
 
+def _sample_row(sampled: dict[str, Any]) -> dict[str, Any]:
+    """A round's sample record in metrics.jsonl: its time and ``online/*`` fields."""
+    return {"time": sampled["time"], **{k: v for k, v in sampled.items() if k.startswith("online/")}}
+
+
 def _say(text: str) -> None:
     print(f"asft online: {text}", file=sys.stderr, flush=True)
-
-
-def _merge_metrics(out: Path, rounds: list[tuple[dict, TrainResult | None]]) -> None:
-    """Every finished round's sample record and training records in one ``metrics.jsonl``
-    (see the module docstring)."""
-    records, offset = [], 0
-    for sampled, result in rounds:
-        r = sampled["round"]
-        records.append({"step": offset, "time": sampled["time"], "round": r, "round_step": 0,
-                        **{k: v for k, v in sampled.items() if k.startswith("online/")}})
-        if result is None:
-            continue
-        for line in result.metrics_path.read_text().splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                records.append({**rec, "step": offset + rec["step"], "round": r,
-                                "round_step": rec["step"]})
-        offset += result.steps
-    atomic.write_jsonl(out / "metrics.jsonl", records)
 
 
 def _one_round(cfg: Config, r: int, model: str, out: Path, resume: bool,
@@ -181,7 +173,7 @@ def train_online(config: Config, *, resume: bool = False, overwrite: bool = Fals
         rounds.append((sampled, result))
         if result is not None and result.model_dir is not None:
             model = str(result.model_dir)
-        _merge_metrics(out, rounds)
+        merge_metrics(out, "round", [(s["round"], [_sample_row(s)], res) for s, res in rounds])
     trained = [res for _, res in rounds if res is not None]
     if not trained:
         raise AsftError(f"no round made a pair ({cfg.online.rounds} rounds), so nothing was "
@@ -194,15 +186,9 @@ def _finish(out: Path, trained: list[TrainResult]) -> TrainResult:
     """Link the last trained round's model to ``out/model`` and write the run's summary (its
     probe numbers are the last round's, before and after it trained: each round holds out
     its own probe pairs, so earlier rounds' are other pairs)."""
-    first, last = trained[0], trained[-1]
+    last = trained[-1]
     assert last.model_dir is not None
     link_model(last.model_dir, out / "model")
-    result = TrainResult(
-        output_dir=out, model_dir=out / "model", metrics_path=out / "metrics.jsonl",
-        config_path=out / "config.yaml", steps=sum(r.steps for r in trained),
-        pairs_seen=sum(r.pairs_seen for r in trained), loss_first=first.loss_first,
-        loss_last=last.loss_last, probe_first=last.probe_first, probe_last=last.probe_last,
-        resumed_from=next((r.resumed_from for r in trained if r.resumed_from), None),
-        elapsed_s=sum(r.elapsed_s for r in trained), timing={})
+    result = combined_result(out, trained, probe_first=last.probe_first)
     atomic.write_json(out / SUMMARY_FILE, result.to_dict())
     return result

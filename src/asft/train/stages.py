@@ -27,6 +27,7 @@ import dataclasses
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,17 +93,22 @@ def prepare_folder(out: Path, cfg: Config, resume: bool, overwrite: bool,
     atomic.write_text(out / "config.yaml", to_yaml(cfg))
 
 
-def _merge_metrics(out: Path, cfg: Config, done: list[TrainResult]) -> None:
-    """The finished stages' records in one ``metrics.jsonl``: ``step`` continues across
-    stages (a stage's step 0, the probe before it trains, follows the previous stage's last
-    step), ``stage`` and ``stage_step`` say where each record came from."""
+def merge_metrics(out: Path, key: str, parts: Sequence[tuple[Any, list[dict], TrainResult | None]]) -> None:
+    """The records of runs done one after another (stages, online rounds) in one
+    ``metrics.jsonl``. Each part is ``(name, leading records, result)``: its leading records
+    (an online round's sample record) come first, at the step the part starts from, then the
+    result's own records (None: the part trained nothing). ``step`` continues across parts (a
+    part's step 0, the probe before it trains, follows the previous part's last step); ``key``
+    (``stage``, ``round``) and ``<key>_step`` say where each record came from."""
     records, offset = [], 0
-    for stage, result in zip(cfg.stages, done):
+    for name, leading, result in parts:
+        records += [{**r, "step": offset, key: name, f"{key}_step": 0} for r in leading]
+        if result is None:
+            continue
         for line in result.metrics_path.read_text().splitlines():
             if line.strip():
                 r = json.loads(line)
-                records.append({**r, "step": offset + r["step"], "stage": stage.name,
-                                "stage_step": r["step"]})
+                records.append({**r, "step": offset + r["step"], key: name, f"{key}_step": r["step"]})
         offset += result.steps
     atomic.write_jsonl(out / "metrics.jsonl", records)
 
@@ -118,6 +124,20 @@ def link_model(src: Path, dest: Path) -> None:
 
     with atomic.folder(dest) as tmp:
         shutil.copytree(src, tmp, copy_function=link, dirs_exist_ok=True)
+
+
+def combined_result(out: Path, done: list[TrainResult], probe_first: dict[str, float]) -> TrainResult:
+    """The result of the runs ``done`` one after another in ``out`` (stages, online rounds):
+    steps, pairs and time summed, the first run's first loss and the last run's last loss and
+    probe; ``probe_first`` is the caller's (its probe pairs may change from run to run)."""
+    first, last = done[0], done[-1]
+    return TrainResult(
+        output_dir=out, model_dir=out / "model", metrics_path=out / "metrics.jsonl",
+        config_path=out / "config.yaml", steps=sum(r.steps for r in done),
+        pairs_seen=sum(r.pairs_seen for r in done), loss_first=first.loss_first,
+        loss_last=last.loss_last, probe_first=probe_first, probe_last=last.probe_last,
+        resumed_from=next((r.resumed_from for r in done if r.resumed_from), None),
+        elapsed_s=sum(r.elapsed_s for r in done), timing={})
 
 
 def finished_result(path: Path) -> TrainResult | None:
@@ -164,22 +184,14 @@ def _train_stages(config: Config, resume: bool, overwrite: bool, console: Any) -
                                overwrite=overwrite, console=console)
         done.append(result)
         if is_main():
-            _merge_metrics(out, cfg, done)
+            merge_metrics(out, "stage", [(s.name, [], r) for s, r in zip(cfg.stages, done)])
     last, first = done[-1], done[0]
-    model_dir = None
     if is_main() and last.model_dir is not None:
-        model_dir = out / "model"
-        link_model(last.model_dir, model_dir)
+        link_model(last.model_dir, out / "model")
         report = last.output_dir / DATA_REPORT  # the data every stage read (a model card's)
         if report.is_file():
             shutil.copyfile(report, out / DATA_REPORT)
-    result = TrainResult(
-        output_dir=out, model_dir=model_dir or out / "model", metrics_path=out / "metrics.jsonl",
-        config_path=out / "config.yaml", steps=sum(r.steps for r in done),
-        pairs_seen=sum(r.pairs_seen for r in done), loss_first=first.loss_first,
-        loss_last=last.loss_last, probe_first=first.probe_first, probe_last=last.probe_last,
-        resumed_from=next((r.resumed_from for r in done if r.resumed_from), None),
-        elapsed_s=sum(r.elapsed_s for r in done), timing={})
+    result = combined_result(out, done, probe_first=first.probe_first)
     if is_main():
         atomic.write_json(out / SUMMARY_FILE, result.to_dict())
     return result
