@@ -52,6 +52,24 @@ def fsdp_cache(tmp_path_factory) -> Run:
     return Run(out, proc.stderr)
 
 
+def _trained_alike(ddp_run: Path, fsdp_run: Path) -> tuple[dict, dict]:
+    """Assert that two runs of SETTINGS under ddp and fsdp logged the same metrics at steps 0-4
+    (to 1e-4: the same sums, reduced in another order, reduce-scatter vs all-reduce) and saved
+    the same weights under the same names (to 1e-5); return both final state dicts."""
+    records = [[json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+               for run in (ddp_run, fsdp_run)]
+    assert [r["step"] for r in records[0]] == [r["step"] for r in records[1]] == [0, 1, 2, 3, 4]
+    for a, b in zip(*records):
+        for key in a:
+            if not key.startswith("throughput/") and key != "time":
+                assert a[key] == pytest.approx(b[key], abs=1e-4), (a["step"], key)
+    ddp, fsdp = (load_file(run / "model" / "model.safetensors") for run in (ddp_run, fsdp_run))
+    assert fsdp.keys() == ddp.keys()
+    for key, value in ddp.items():
+        assert torch.allclose(value, fsdp[key], atol=1e-5), key
+    return ddp, fsdp
+
+
 @pytest.mark.slow
 def test_fsdp_trains_like_ddp_and_saves_one_consolidated_model(fsdp_cache, tmp_path):
     """The same DPO run (reference log-probs cached before the first step, by the scorer of
@@ -62,21 +80,9 @@ def test_fsdp_trains_like_ddp_and_saves_one_consolidated_model(fsdp_cache, tmp_p
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = {"ddp": tmp_path / "ddp", "fsdp": fsdp_cache.out}
     assert "distributed: fsdp (FSDP2 over 2 processes: 2 decoder layers" in fsdp_cache.stderr
-    records = {s: [json.loads(x) for x in (p / "metrics.jsonl").read_text().splitlines()]
-               for s, p in runs.items()}
-    assert [r["step"] for r in records["fsdp"]] == [0, 1, 2, 3, 4]
-    assert [r["step"] for r in records["ddp"]] == [0, 1, 2, 3, 4]
-    for a, b in zip(records["ddp"], records["fsdp"]):
-        for key in a:
-            if not key.startswith("throughput/") and key != "time":
-                # the same sums, reduced in another order (reduce-scatter vs all-reduce)
-                assert a[key] == pytest.approx(b[key], abs=1e-4), (a["step"], key)
-    ddp = load_file(runs["ddp"] / "model" / "model.safetensors")
-    fsdp = load_file(runs["fsdp"] / "model" / "model.safetensors")
+    ddp, fsdp = _trained_alike(runs["ddp"], runs["fsdp"])
     # the tied LM head is written once, as ddp writes it (the gathered state holds it twice)
-    assert fsdp.keys() == ddp.keys() and "lm_head.weight" not in fsdp
-    for key, value in ddp.items():
-        assert torch.allclose(value, fsdp[key], atol=1e-5), key
+    assert "lm_head.weight" not in fsdp
     # training moved the weights (lr 1e-3), so agreeing is not agreeing on the start
     start = load_file(Path(resolve_model("tiny-llama")) / "model.safetensors")
     assert max((fsdp[k] - start[k]).abs().max().item() for k in start) > 1e-3
@@ -266,17 +272,7 @@ def test_an_untied_lm_head_is_its_own_unit_and_trains_like_ddp(tmp_path):
         runs[strategy] = tmp_path / strategy
     assert "2 decoder layers, the LM head, then the whole model" in " ".join(proc.stderr.split()), \
         proc.stderr[:1500]
-    records = {s: [json.loads(x) for x in (p / "metrics.jsonl").read_text().splitlines()]
-               for s, p in runs.items()}
-    assert len(records["ddp"]) == len(records["fsdp"]) == 5
-    for a, b in zip(records["ddp"], records["fsdp"]):
-        for key in a:
-            if not key.startswith("throughput/") and key != "time":
-                assert a[key] == pytest.approx(b[key], abs=1e-4), (a["step"], key)
-    ddp = load_file(runs["ddp"] / "model" / "model.safetensors")
-    fsdp = load_file(runs["fsdp"] / "model" / "model.safetensors")
-    assert "lm_head.weight" in ddp and ddp.keys() == fsdp.keys()
+    ddp, _ = _trained_alike(runs["ddp"], runs["fsdp"])
+    assert "lm_head.weight" in ddp
     start = model.state_dict()["lm_head.weight"]
     assert (ddp["lm_head.weight"] - start).abs().max() > 1e-3  # the head trained
-    for key, value in ddp.items():
-        assert torch.allclose(value, fsdp[key], atol=1e-5), key
