@@ -1,5 +1,6 @@
-"""model.attn_implementation: the kernel reaches the model, kernels that cannot take asft's
-dense 4D mask score on the plain layout (never handed the mask), and training with a
+"""model.attn_implementation: the kernel reaches the model, each kernel gets the mask it takes
+(sdpa/eager the dense 4D mask, flex the BlockMask, FA2 padding-free rows), ``auto`` picks flex
+for training on CUDA and falls back to sdpa when flex fails there, and training with a
 GPU-only kernel on a CPU is refused before any weight loads."""
 
 from __future__ import annotations
@@ -33,20 +34,82 @@ def test_the_setting_is_checked_and_reaches_the_model():
 
 @pytest.mark.parametrize("kernel", ["eager", "flex_attention"])
 def test_every_kernel_scores_pairs_as_sdpa_does(kernel):
-    """fp32 log-probs of the same pairs: eager on the shared layout, flex on the plain one
-    (its BlockMask layout is unverified), both equal sdpa's to 1e-5."""
+    """fp32 log-probs of the same pairs on the shared, packed layout: eager with the dense 4D
+    mask, flex with the BlockMask through transformers' compiled FlexAttention (a real fused
+    CPU kernel, which skips the blocks the BlockMask marks empty), both equal sdpa's to 1e-5."""
+    from torch._dynamo.utils import counters
+
     from asft.evaluate.pairwise import score_pairs
 
     pairs = _pairs()
     sdpa = score_pairs(load_model("tiny-llama"), pairs, pad_id=0, batch_size=4)
     model = load_model("tiny-llama", attn_implementation=kernel)
+    assert shared_layout_refusal(model) is None
+    counters.clear()
     other = score_pairs(model, pairs, pad_id=0, batch_size=4)
     for a, b in zip(sdpa, other):
         assert torch.allclose(a, b, atol=1e-5), (kernel, (a - b).abs().max())
-    refusal = shared_layout_refusal(model)
-    assert (refusal is None) == (kernel == "eager")
-    if refusal:
-        assert "flex_attention" in refusal and "BlockMask layout is unverified" in refusal
+    if kernel == "flex_attention":  # the kernel was compiled, not run as its eager reference
+        assert counters["stats"]["unique_graphs"] > 0
+
+
+def test_auto_means_flex_for_training_on_cuda_where_the_architecture_has_it(tmp_path):
+    import transformers as T
+
+    from asft.model.load import supports_flex, training_attention
+
+    assert training_attention("tiny-llama", "auto", "cuda") == "flex_attention"
+    assert training_attention("tiny-llama", "auto", "cpu") == "auto"
+    assert training_attention("tiny-llama", "sdpa", "cuda") == "sdpa"
+    folder = tmp_path / "gpt2"
+    T.GPT2Config(vocab_size=64, n_embd=32, n_layer=1, n_head=2).save_pretrained(folder)
+    assert not supports_flex(str(folder))  # transformers' GPT-2 has no FlexAttention path
+    assert training_attention(str(folder), "auto", "cuda") == "auto"
+    assert not supports_flex(str(tmp_path / "missing"))
+
+
+def test_flex_chosen_by_auto_that_fails_goes_back_to_sdpa_in_one_line(monkeypatch):
+    """A flex kernel that raises on the device (compile or kernel error) under ``auto``: the
+    policy is switched to sdpa and checked again, said in one line; chosen explicitly, the
+    failure is reported as the layout check's error instead."""
+    from asft.model import masks
+    from asft.model.logprobs import attn_implementation
+    from asft.train.setup import _layout_check
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no flex kernel for this device")
+
+    monkeypatch.setattr(masks, "block_mask", broken)
+    said: list[str] = []
+    auto = load_config(None, ["model.name=tiny-llama"])
+    model = load_model("tiny-llama", attn_implementation="flex_attention")
+    assert _layout_check(auto, model, None, said.append) is None
+    assert attn_implementation(model) == "sdpa"
+    assert said == ["model: attention sdpa instead of flex_attention, which auto chose: this model "
+                    "cannot run the 4D attention mask (the check raised RuntimeError: no flex "
+                    "kernel for this device)"]
+    explicit = load_config(None, ["model.name=tiny-llama", "model.attn_implementation=flex_attention"])
+    model = load_model("tiny-llama", attn_implementation="flex_attention")
+    why = _layout_check(explicit, model, None, said.append)
+    assert "no flex kernel for this device" in why and attn_implementation(model) == "flex_attention"
+
+
+def test_eval_scores_with_flex_as_with_sdpa(tmp_path, monkeypatch):
+    """``asft eval --attn-implementation flex_attention`` reports sdpa's log-probs (1e-5)."""
+    import json
+
+    from asft.cli import main
+
+    monkeypatch.setenv("ASFT_CACHE", str(tmp_path / "cache"))
+    results = {}
+    for kernel in ("sdpa", "flex_attention"):
+        out = tmp_path / kernel
+        assert main(["eval", "--model", "tiny-llama", "--data", "builtin:arithmetic", "--output",
+                     str(out), "--num-samples", "6", "--no-generate",
+                     "--attn-implementation", kernel]) == 0
+        results[kernel] = json.loads((out / "eval.json").read_text())
+    for key in ("logps_chosen", "logps_rejected", "logps_sum_chosen", "logps_sum_rejected"):
+        assert results["flex_attention"][key] == pytest.approx(results["sdpa"][key], abs=1e-5)
 
 
 def test_flash_attention_2_is_refused_the_shared_layout_in_one_line(monkeypatch):

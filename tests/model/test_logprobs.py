@@ -249,6 +249,40 @@ def test_block_mask_rule_equals_the_dense_mask():
     assert bm.shape == (R, 1, T, T)
 
 
+def test_rows_padded_to_whole_blocks_score_the_same(model):
+    """flex's rows padded to a multiple of its block (asft.data.collate.pad_positions): T is
+    rounded up, the targets follow their tokens, and the log-probs are the unpadded ones."""
+    from asft.data.collate import pad_positions
+
+    batch = collate(make_pairs(5), 0, "shared", pack=True)
+    T = batch["input_ids"].shape[1]
+    padded = pad_positions(batch, 16)
+    assert padded["input_ids"].shape[1] == -(-T // 16) * 16 > T
+    assert torch.equal(padded["input_ids"].flatten()[padded["target_index"]],
+                       batch["input_ids"].flatten()[batch["target_index"]])
+    scorer = PreferenceScorer(model)
+    with torch.no_grad():
+        torch.testing.assert_close(scorer(padded)[0], scorer(batch)[0], atol=1e-5, rtol=1e-5)
+    assert pad_positions(padded, 16) is padded
+
+
+def test_targets_padded_to_a_bucket_score_the_same(model):
+    """A compiled run's batches (asft.data.collate.pad_targets): N rounded up to a bucket, the
+    padding scored into a slot past the last sequence and dropped; log-probs and token counts
+    are the unpadded ones."""
+    from asft.data.collate import bucket, pad_targets
+
+    batch = collate(make_pairs(5), 0, "shared", pack=True)
+    n = batch["target_ids"].shape[0]
+    padded = pad_targets(batch)
+    assert padded["target_ids"].shape[0] == bucket(n) > n
+    scorer = PreferenceScorer(model)
+    with torch.no_grad():
+        (a, ta), (b, tb) = scorer(padded), scorer(batch)
+    torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+    assert torch.equal(ta, tb)
+
+
 def test_padding_free_layout_is_exact_under_the_boundaries_flash_attention_reads(model):
     """The FA2 layout (asft.data.collate.padding_free): one row, no pads, positions restarting
     per sequence. transformers derives FA2's cu_seqlens from those positions; attending within

@@ -55,6 +55,38 @@ def test_shared_packed_layout_is_exact(arch):
     torch.testing.assert_close(logps.double(), ref, atol=1e-5, rtol=1e-5)
 
 
+NO_FLEX = ("falcon", "gpt2")  # transformers has no FlexAttention path for these
+
+
+@pytest.mark.parametrize("arch", sorted(set(CONFIGS) - set(NO_FLEX)))
+def test_flex_block_mask_layout_is_exact(arch):
+    """The shared, packed layout through FlexAttention and asft's BlockMask (transformers'
+    ``flex_attention``): the naive per-sequence log-probs to 1e-5, as sdpa's dense mask gives
+    them. Run as torch's eager FlexAttention (``force_eager``), which applies the BlockMask's
+    rule at every position: compiling ten architectures on a CPU would take minutes. The
+    compiled kernel, which also reads the block tables, is checked on tiny-llama in
+    test_attn_implementation.py."""
+    sdpa = _model(CONFIGS[arch])
+    model = T.AutoModelForCausalLM.from_config(CONFIGS[arch](VOCAB), attn_implementation="flex_attention")
+    model.load_state_dict(sdpa.state_dict())
+    model.eval()
+    pairs = make_pairs(5)
+    with torch.compiler.set_stance("force_eager"), torch.no_grad():
+        assert shared_layout_supported(model)
+        logps, _ = PreferenceScorer(model, chunk_size=7)(collate(pairs, 0, "shared", pack=True))
+        ref, _ = naive(sdpa, pairs)  # the dense-mask kernel, one sequence at a time
+    torch.testing.assert_close(logps.double(), ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", NO_FLEX)
+def test_architectures_without_flex_are_refused_at_load(arch, tmp_path):
+    from asft.model.load import load_model
+
+    _model(CONFIGS[arch]).save_pretrained(tmp_path / arch)
+    with pytest.raises(ValueError, match="attn_implementation 'flex_attention' cannot be used"):
+        load_model(str(tmp_path / arch), attn_implementation="flex_attention")
+
+
 @pytest.mark.parametrize("arch", sorted(FALLBACK))
 def test_model_without_4d_mask_support_is_refused_and_plain_is_exact(arch):
     model = _model(FALLBACK[arch])

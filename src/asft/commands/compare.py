@@ -18,6 +18,7 @@ from pathlib import Path
 
 from asft import atomic
 from asft.errors import AsftError
+from asft.model.load import ATTN_IMPLEMENTATIONS
 
 DEFAULT_OUTPUT = Path("runs") / "compare"
 
@@ -45,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="override data.source (default: the config's, the built-in task)")
     p.add_argument("--max-steps", type=int, help="override training.max_steps")
     p.add_argument("--attn-implementation", default=None,
-                   choices=("auto", "sdpa", "eager", "flex_attention", "flash_attention_2"),
+                   choices=ATTN_IMPLEMENTATIONS,
                    help="override model.attn_implementation (training and evaluation)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="any training override, e.g. --set optim.lr=1e-5 (repeatable)")

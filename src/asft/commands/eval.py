@@ -9,6 +9,7 @@ from pathlib import Path
 from asft import atomic
 from asft.commands import condition_flags, data_flags
 from asft.errors import AsftError
+from asft.model.load import ATTN_IMPLEMENTATIONS
 
 DEFAULT_DATA = "builtin:mixed"
 
@@ -50,9 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-pairwise", action="store_true", help="skip pairwise metrics")
     p.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16")
     p.add_argument("--attn-implementation", default="auto",
-                   choices=("auto", "sdpa", "eager", "flex_attention", "flash_attention_2"),
-                   help="attention kernel (default auto: sdpa); flex_attention/flash_attention_2 "
-                        "score pairs on the plain layout")
+                   choices=ATTN_IMPLEMENTATIONS,
+                   help="attention kernel (default auto: sdpa); flash_attention_2 scores pairs on "
+                        "the plain layout")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     # the data section's keys (format, columns, on_bad_record, ...), as asft train reads them;
     # --split defaults to test for built-in and hub data, the whole file otherwise

@@ -18,6 +18,7 @@ from pathlib import Path
 from asft import atomic
 from asft.commands import condition_flags, judge_flags
 from asft.errors import AsftError
+from asft.model.load import ATTN_IMPLEMENTATIONS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,9 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="questions generated together")
     p.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16")
     p.add_argument("--attn-implementation", default="auto",
-                   choices=("auto", "sdpa", "eager", "flex_attention", "flash_attention_2"),
-                   help="attention kernel (default auto: sdpa); flex_attention/flash_attention_2 "
-                        "score pairs on the plain layout")
+                   choices=ATTN_IMPLEMENTATIONS,
+                   help="attention kernel (default auto: sdpa); flash_attention_2 scores pairs on "
+                        "the plain layout")
     p.add_argument("--seed", type=int, default=0,
                    help="sampling seed; the same seed gives the same answers (default: 0)")
     condition_flags.add(p)

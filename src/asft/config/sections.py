@@ -58,12 +58,15 @@ class ModelConfig(Section):
 
     attn_implementation: Literal["auto", "sdpa", "eager", "flex_attention",
                                  "flash_attention_2"] = "auto"
-    """The attention kernel, passed to transformers. ``auto``: ``sdpa``, which takes asft's
-    shared-prompt packed layout (a dense 4D mask). ``flex_attention`` and
-    ``flash_attention_2`` do not run that layout: flex trains on the plain layout without
-    packing, FA2 on the plain layout packed padding-free (it says so at start-up); both need
-    a CUDA GPU to train (FlexAttention has no backward on CPU; FA2 is CUDA only). Untested on
-    GPUs: none on the machine asft is built on."""
+    """The attention kernel, passed to transformers. ``auto``: for training on a CUDA GPU
+    ``flex_attention`` where the architecture has it (back to ``sdpa``, said in one line, if
+    it fails there), else ``sdpa``; for ``asft eval`` and ``asft mt-bench`` (which generate)
+    ``sdpa``. Every kernel but FA2 runs asft's shared-prompt packed layout: sdpa and eager
+    with a dense 4D mask, flex with a BlockMask that skips the blocks of pairs that never see
+    each other. ``flash_attention_2`` takes no mask: it trains on the plain layout packed
+    padding-free (said at start-up). flex and FA2 need a CUDA GPU to train (FlexAttention has
+    no backward on CPU; FA2 is CUDA only). The GPU paths are untested: no GPU on the machine
+    asft is built on; flex's forward is tested on the CPU."""
 
     def validate(self) -> None:
         require(bool(self.name.strip()), "name", "must not be empty")
@@ -222,7 +225,19 @@ class TrainingConfig(Section):
     i x global batch onwards, as TRL's ``train_sampling_strategy="sequential"`` does; use it to
     feed two trainers the same pairs in the same order). Both resume exactly."""
 
+    compile: bool = False
+    """``torch.compile`` the scorer (decoder and LM head) with dynamic shapes; the response
+    tokens of each batch are padded to a few bucket counts, so a run compiles a handful of
+    graphs rather than one per batch. Pays on GPUs (fused elementwise kernels) once the
+    first steps have compiled; on a CPU compiling takes minutes. Not with ``fsdp``."""
+
+    compile_backend: str = "inductor"
+    """The ``torch.compile`` backend: ``inductor`` (generated kernels), or ``aot_eager``
+    (traces forward and backward into graphs but runs them op by op: for checking a run
+    compiles, quickly)."""
+
     def validate(self) -> None:
+        require(bool(self.compile_backend.strip()), "compile_backend", "must not be empty")
         require(self.max_steps is None or 1 <= self.max_steps <= 10**9, "max_steps",
                  f"must be in [1, 1e9] or null, got {self.max_steps}")
         require(1 <= self.epochs <= 10**6, "epochs", f"must be in [1, 1e6], got {self.epochs}")

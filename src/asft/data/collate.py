@@ -34,6 +34,7 @@ Batch keys (R rows of T positions, N response tokens, B pairs):
     num_pairs     int    B
     num_seqs      int    K * B: K = 3 when the examples carry ``extra_ids``, else 2
     num_tokens    int    real (non-pad) tokens in the batch, for throughput metrics
+    packed        bool   some row holds more than one pair (or plain sequence)
     layout        str    ``shared``, ``plain`` or ``varlen`` (:func:`padding_free`)
 
 ``varlen`` (:func:`padding_free`, for FlashAttention-2, which takes no 4D mask): the plain
@@ -191,7 +192,49 @@ def collate(
         "num_seqs": k * B,
         "num_tokens": int(sum(lengths)),
         "layout": layout,
+        "packed": any(len(row) > 1 for row in rows),
     }
+
+
+def pad_positions(batch: dict, multiple: int) -> dict:
+    """``batch`` with T rounded up to a multiple of ``multiple`` by pad positions at the end of
+    every row (FlexAttention's BlockMask works in blocks of 128 positions, and a compiled
+    kernel sees a few lengths instead of one per batch); ``target_index`` (flat r * T + t)
+    follows its tokens to the longer rows. The batch itself when T is already a multiple."""
+    T = batch["input_ids"].shape[1]
+    width = -(-T // multiple) * multiple
+    if width == T:
+        return batch
+    fill = {"input_ids": 0, "position_ids": 0, "group_ids": -1, "segment_ids": -1}
+    out = {key: torch.nn.functional.pad(batch[key], (0, width - T), value=value)
+           for key, value in fill.items()}
+    index = batch["target_index"]
+    return {**batch, **out, "target_index": index // T * width + index % T}
+
+
+def bucket(n: int, smallest: int = 16) -> int:
+    """The smallest bucket >= ``n``: ``smallest``, then 2^k and 1.5 x 2^k (two buckets per
+    doubling: padding to one wastes under a third, about a sixth on average, while a run whose
+    counts span a few doublings compiles a few graphs)."""
+    if n <= smallest:
+        return smallest
+    k = max(0, (n - 1).bit_length() - 2)  # n - 1 < 4 * 2^k
+    return -(-n // (1 << k)) * (1 << k)
+
+
+def pad_targets(batch: dict) -> dict:
+    """``batch`` with its N response-token targets padded to :func:`bucket` (N), so that a
+    compiled scorer, whose LM head loops over them in chunks, sees a few counts rather than
+    one per batch. The padding predicts token 0 from position 0 for the sequence
+    ``num_seqs`` (one past the last), which the scorer drops: the log-probs are exact."""
+    n = batch["target_ids"].shape[0]
+    extra = bucket(n) - n
+    if extra == 0:
+        return batch
+    pad = lambda t, value: torch.nn.functional.pad(t, (0, extra), value=value)  # noqa: E731
+    return {**batch, "target_index": pad(batch["target_index"], 0),
+            "target_ids": pad(batch["target_ids"], 0),
+            "target_seq": pad(batch["target_seq"], batch["num_seqs"])}
 
 
 def padding_free(batch: dict) -> dict:

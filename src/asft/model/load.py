@@ -112,9 +112,37 @@ def load_model(name: str, dtype: str = "fp32", trust_remote_code: bool = False,
             trust_remote_code=trust_remote_code,
             **kwargs,
         )
-    except ImportError as err:  # flash_attention_2 without the flash-attn package, say
+    except (ImportError, ValueError) as err:
+        # flash_attention_2 without the flash-attn package, flex for an architecture without it
+        if attn_implementation == "auto" or "attention" not in str(err):
+            raise
         raise ValueError(f"attn_implementation {attn_implementation!r} cannot be used here: "
                          f"{str(err)[:300]}") from None
+
+
+def training_attention(name: str, requested: str, device_type: str,
+                       trust_remote_code: bool = False) -> str:
+    """The kernel ``requested`` means for training on ``device_type``: ``auto`` is
+    ``flex_attention`` on CUDA where the architecture supports it (its BlockMask skips the
+    blocks of packed pairs that never see each other, where sdpa with a dense mask computes
+    them all) and transformers' default (sdpa) elsewhere; any other value as given."""
+    if requested != "auto" or device_type != "cuda":
+        return requested
+    return "flex_attention" if supports_flex(name, trust_remote_code) else "auto"
+
+
+def supports_flex(name: str, trust_remote_code: bool = False) -> bool:
+    """Whether transformers' class for ``name``'s architecture runs FlexAttention (read from
+    the config, before any weight loads; a model with its own code: not assumed)."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_model(name), trust_remote_code=trust_remote_code)
+        cls = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
+    except (KeyError, OSError, ValueError):
+        return False
+    return bool(getattr(cls, "_supports_flex_attn", False))
 
 
 def attention_refusal(attn_implementation: str, device_type: str) -> str | None:

@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from asft.data.collate import Pair, collate
-from asft.model.masks import attention_mask, attention_mask_4d
+from asft.model.masks import attention_mask, attention_mask_4d, for_kernel
 
 __all__ = ["HEADS", "PreferenceScorer", "attention_mask_4d", "move_batch", "shared_layout_refusal",
-           "shared_layout_supported", "target_logprobs"]
+           "shared_layout_supported", "target_logprobs", "use_attention"]
 
 HEADS = ("chunked", "full")
 
@@ -169,9 +169,17 @@ def _is_fsdp_unit(module: nn.Module) -> bool:
     return isinstance(module, FSDPModule)
 
 
-def default_chunk(vocab: int, budget_elems: int = 1 << 24) -> int:
-    """Rows per chunk so that one [chunk, vocab] float32 block is about 64 MB."""
-    return max(16, budget_elems // max(vocab, 1))
+def default_chunk(vocab: int, device: torch.device | str = "cpu") -> int:
+    """Rows per LM-head chunk so that one [chunk, vocab] float32 block stays within a memory
+    budget: 64 MB on a CPU (larger blocks only add cache misses there), and on a GPU 1/64 of
+    its memory up to 1 GiB (2,048 rows at a 128k vocabulary), where bigger matmuls keep it
+    busy. The GPU budget is untested (no GPU here)."""
+    budget = 64 << 20
+    device = torch.device(device)
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        budget = max(budget, min(1 << 30, total // 64))
+    return max(16, budget // 4 // max(vocab, 1))
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -188,7 +196,8 @@ class PreferenceScorer(nn.Module):
         model: a Hugging Face causal LM (optionally wrapped by peft).
         head: ``chunked`` (response positions only, chunked, default) or ``full`` (the plain
             path: full logits and log_softmax, kept for ablations and as a test reference).
-        chunk_size: rows per LM-head chunk; default sized for ~64 MB of float32 logits.
+        chunk_size: rows per LM-head chunk; default :func:`default_chunk` for the device the
+            batch runs on.
 
     Returns from forward: ``(logps, tokens)``, both [K*B]: summed log-probs (float32) and token
     counts of the chosen responses (first B), then the rejected ones, then (K = 3) the third
@@ -202,7 +211,8 @@ class PreferenceScorer(nn.Module):
         self.model = model
         self.head = head
         lm = _unwrap(model)
-        self.chunk_size = chunk_size or default_chunk(lm.get_output_embeddings().weight.shape[0])
+        self.vocab = lm.config.get_text_config().vocab_size  # the weight may become a shard
+        self.chunk_size = chunk_size
         self.softcap = float(getattr(lm.config, "final_logit_softcapping", None) or 0.0)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,8 +221,10 @@ class PreferenceScorer(nn.Module):
         dtype = embed.dtype
         if batch["input_ids"].device != embed.device:
             batch = move_batch(batch, embed.device)
+        kernel = attn_implementation(self.model)
+        batch = for_kernel(batch, kernel)
         input_ids = batch["input_ids"]
-        mask = attention_mask(batch, attn_implementation(self.model), dtype)
+        mask = attention_mask(batch, kernel, dtype)
         index, targets = batch["target_index"], batch["target_ids"]
         if self.head == "full":
             logits = self.model(input_ids=input_ids, attention_mask=mask,
@@ -222,21 +234,25 @@ class PreferenceScorer(nn.Module):
         else:
             hidden = lm.get_decoder()(input_ids=input_ids, attention_mask=mask,
                                       position_ids=batch["position_ids"], use_cache=False).last_hidden_state
+            chunk = self.chunk_size or default_chunk(self.vocab, hidden.device)
             token_logps = target_logprobs(hidden.flatten(0, 1)[index], lm.get_output_embeddings(),
-                                          targets, self.chunk_size, self.softcap)
+                                          targets, chunk, self.softcap)
         n_seq = batch.get("num_seqs", 2 * batch["num_pairs"])
         seq = batch["target_seq"]
-        logps = torch.zeros(n_seq, dtype=torch.float32, device=token_logps.device).index_add(0, seq, token_logps)
-        tokens = torch.bincount(seq, minlength=n_seq)
+        # one slot past the last sequence takes the padding of asft.data.collate.pad_targets
+        # (a compiled run's batches) and is dropped;
+        # index_add rather than bincount, whose data-dependent shape breaks a compiled graph
+        slots = torch.zeros(n_seq + 1, dtype=torch.float32, device=token_logps.device)
+        logps = slots.index_add(0, seq, token_logps.float())[:n_seq]
+        counts = torch.zeros(n_seq + 1, dtype=torch.long, device=seq.device)
+        tokens = counts.index_add(0, seq, torch.ones_like(seq))[:n_seq]
         return logps, tokens
 
 
 # kernels that do not run the shared layout: FlashAttention-2 takes no 4D mask of any kind (it
-# packs padding-free instead: asft.data.collate.padding_free); flex would take the BlockMask
-# (asft.model.masks.block_mask, whose rule is tested position by position), but torch 2.13's
-# CPU FlexAttention compile fails on it (an inductor C++ codegen error) and no GPU was at hand to
-# check it there, so it stays off until verified: flex scores the plain layout
-NO_SHARED_LAYOUT = ("flex_attention", "flash_attention_2")
+# packs padding-free instead: asft.data.collate.padding_free). flex runs it through a BlockMask
+# (asft.model.masks.block_mask), checked on the CPU's forward against separate sequences
+NO_SHARED_LAYOUT = ("flash_attention_2",)
 
 
 def attn_implementation(model: nn.Module) -> str | None:
@@ -244,22 +260,30 @@ def attn_implementation(model: nn.Module) -> str | None:
     return getattr(_unwrap(model).config, "_attn_implementation", None)
 
 
-def shared_layout_refusal(model: nn.Module) -> str | None:
-    """Why ``model`` cannot run asft's shared-prompt packed layout, or None when it can."""
+def use_attention(model: nn.Module, kernel: str) -> None:
+    """Switch ``model`` to attention ``kernel`` in place (transformers looks the kernel up at
+    every forward, so a prepared or sharded model follows)."""
+    _unwrap(model).set_attn_implementation(kernel)
+
+
+def shared_layout_refusal(model: nn.Module, scorer: nn.Module | None = None,
+                          low_precision: bool = False) -> str | None:
+    """Why ``model`` cannot run asft's shared-prompt packed layout, or None when it can
+    (arguments: :func:`shared_layout_supported`)."""
     kernel = attn_implementation(model)
     if kernel in NO_SHARED_LAYOUT:
-        why = "its BlockMask layout is unverified" if kernel == "flex_attention" else \
-            "it takes no 4D mask, so no prompt sharing"
-        return f"attention {kernel!r} does not run the shared layout ({why})"
+        return f"attention {kernel!r} does not run the shared layout (it takes no 4D mask, so no " \
+               "prompt sharing)"
     error: list[str] = []
-    if not shared_layout_supported(model, error):
+    if not shared_layout_supported(model, error, scorer, low_precision):
         if error:
             return f"this model cannot run the 4D attention mask (the check raised {error[0]})"
         return "this model ignores the 4D attention mask"
     return None
 
 
-def shared_layout_supported(model: nn.Module, error: list[str] | None = None) -> bool:
+def shared_layout_supported(model: nn.Module, error: list[str] | None = None,
+                            scorer: nn.Module | None = None, low_precision: bool = False) -> bool:
     """Whether ``model`` honours a 4D attention mask and position ids, checked by computation.
 
     Scores a few random pairs with the shared (packed) layout and with the plain layout and
@@ -268,6 +292,12 @@ def shared_layout_supported(model: nn.Module, error: list[str] | None = None) ->
     rounding does), and the caller falls back to ``plain``. Costs one small forward pass.
     The exception of a check that raised is appended to ``error`` (one line), for the caller
     to report.
+
+    ``scorer``: the :class:`PreferenceScorer` that will run, as prepared (DDP-wrapped, or
+    sharded by FSDP2, where a fresh scorer around the sharded model cannot run), so that the
+    check runs the kernel and device of training; a fresh scorer when None. Under FSDP it is
+    a collective: every process calls it. ``low_precision``: compute in bf16 (FSDP2's
+    mixed-precision policy), which the tolerance then allows for, as for bf16 weights.
     """
     lm = _unwrap(model)
     if attn_implementation(model) in NO_SHARED_LAYOUT:
@@ -280,7 +310,7 @@ def shared_layout_supported(model: nn.Module, error: list[str] | None = None) ->
         return torch.randint(0, vocab, (n,), generator=gen).tolist()
 
     pairs = [Pair(ids(5), ids(4), ids(3)), Pair(ids(3), ids(2), ids(4))]
-    scorer = PreferenceScorer(model)
+    scorer = scorer if scorer is not None else PreferenceScorer(model)
     was_training = model.training
     model.eval()
     try:
@@ -294,7 +324,7 @@ def shared_layout_supported(model: nn.Module, error: list[str] | None = None) ->
         return False
     finally:
         model.train(was_training)
-    half = lm.get_input_embeddings().weight.dtype in (torch.float16, torch.bfloat16)
+    half = low_precision or lm.get_input_embeddings().weight.dtype in (torch.float16, torch.bfloat16)
     per_token = ((shared - plain).abs() / tokens).max().item()
     return per_token < (5e-2 if half else 1e-3)
 

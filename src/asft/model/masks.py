@@ -8,9 +8,10 @@ the chosen response), and every position attends to itself (pad rows stay finite
 
 - ``sdpa`` and ``eager``: a dense additive [R, 1, T, T] mask (:func:`attention_mask_4d`).
 - ``flex_attention``: a FlexAttention ``BlockMask`` built from the same rule as a ``mask_mod``
-  (:func:`block_mask`); blocks where no query sees any key (pairs packed in one row that never
-  see each other) are skipped by the kernel, and no [T, T] float tensor exists. transformers
-  passes a 4D BlockMask given as ``attention_mask`` to the kernel unchanged.
+  (:func:`block_mask`), rows padded to whole blocks (:func:`for_kernel`); blocks where no
+  query sees any key (pairs packed in one row that never see each other) are skipped by the
+  kernel, and no [T, T] float tensor exists. transformers passes a 4D BlockMask given as
+  ``attention_mask`` to the kernel unchanged.
 - one sequence per row (the plain layout without packing): a 2D padding mask, which every
   kernel takes (:func:`attention_mask` picks it).
 - ``flash_attention_2``: no mask; the plain layout packed padding-free into one row
@@ -21,10 +22,14 @@ from __future__ import annotations
 
 import torch
 
-from asft.data.collate import PROMPT
+from asft.data.collate import PROMPT, pad_positions
 
 #: kernels whose mask is a FlexAttention BlockMask rather than a dense tensor
 BLOCK_MASK_KERNELS = ("flex_attention",)
+#: FlexAttention's block size: their rows are padded to a multiple of it
+#: (:func:`asft.data.collate.pad_positions`), so that blocks align with the rows' ends and a
+#: compiled kernel sees a few lengths rather than one per batch
+FLEX_BLOCK = 128
 
 
 def attention_mask_4d(group_ids: torch.Tensor, segment_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -70,12 +75,22 @@ def mask_mod(group_ids: torch.Tensor, segment_ids: torch.Tensor):
     return allowed
 
 
+def for_kernel(batch: dict, kernel: str | None) -> dict:
+    """``batch`` laid out as ``kernel`` needs it: a BlockMask kernel's rows padded to whole
+    blocks (:data:`FLEX_BLOCK`); every other kernel's unchanged."""
+    if kernel in BLOCK_MASK_KERNELS and batch["layout"] != "varlen":
+        return pad_positions(batch, FLEX_BLOCK)
+    return batch
+
+
 def attention_mask(batch: dict, kernel: str | None, dtype: torch.dtype):
     """The mask ``batch`` needs under attention ``kernel`` (module docstring); ``dtype`` is the
     model's (the dense mask's blocked value is that dtype's minimum)."""
     if batch["layout"] == "varlen":
         return None  # FlashAttention-2 finds the sequences from the position ids' restarts
-    if batch["layout"] == "plain" and not bool((batch["group_ids"] > 0).any()):
+    # "packed" is a Python bool from the collator: testing the ids here breaks a compiled graph
+    packed = batch["packed"] if "packed" in batch else bool((batch["group_ids"] > 0).any())
+    if batch["layout"] == "plain" and not packed:
         return (batch["group_ids"] >= 0).long()  # one sequence per row
     if kernel in BLOCK_MASK_KERNELS:
         return block_mask(batch["group_ids"], batch["segment_ids"])

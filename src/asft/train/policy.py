@@ -19,14 +19,19 @@ from asft.train.rundir import MODEL_DIR
 from asft.train.sharding import full_state_dict
 
 
-def build_model(cfg: Config, log: Callable[[str], None]) -> Any:
-    """The policy: loaded, gradient checkpointing and LoRA applied as configured."""
-    from asft.model.load import load_model
+def build_model(cfg: Config, log: Callable[[str], None], device_type: str = "cpu") -> Any:
+    """The policy: loaded (with the attention kernel ``model.attn_implementation`` means on
+    ``device_type``: :func:`asft.model.load.training_attention`), gradient checkpointing and
+    LoRA applied as configured."""
+    from asft.model.load import load_model, training_attention
     from asft.model.lora import apply_lora, trainable_summary
 
+    kernel = training_attention(cfg.model.name, cfg.model.attn_implementation, device_type,
+                                cfg.model.trust_remote_code)
+    if kernel != cfg.model.attn_implementation:
+        log(f"model: attention {kernel} (model.attn_implementation auto, on {device_type})")
     model = load_model(cfg.model.name, dtype=cfg.model.dtype,
-                       trust_remote_code=cfg.model.trust_remote_code,
-                       attn_implementation=cfg.model.attn_implementation)
+                       trust_remote_code=cfg.model.trust_remote_code, attn_implementation=kernel)
     if cfg.model.gradient_checkpointing:
         # transformers >= 5.20 renamed it; non-reentrant checkpointing works with frozen
         # inputs (LoRA) without forcing requires_grad on the embeddings.

@@ -149,10 +149,12 @@ def setup(config: Config, *, resume: bool, overwrite: bool, console: Any = None)
         raise AsftError(str(err)) from None
     total = cfg.training.max_steps or cfg.training.epochs * order.steps_per_epoch
     t_model = time.perf_counter()
-    model = explain_load("model", cfg, lambda: build_model(cfg, log))
+    model = explain_load("model", cfg, lambda: build_model(cfg, log, accelerator.device.type))
     scorer, optimizer, scheduler = _optimization(cfg, accelerator, model, total, log)
+    make_batch = _batcher(cfg, accelerator, model, tokenizer, log, scorer)
+    cfg = _with_kernel(cfg, model)
     run = Run(cfg, accelerator, out, config_text, console, tokenizer, train_ex, probe_ex, order,
-              total, scorer, optimizer, scheduler, _batcher(cfg, accelerator, model, tokenizer, log),
+              total, scorer, optimizer, scheduler, make_batch,
               Window(accelerator.device), resume_from=resume_from, last_ckpt=resume_from,
               t_start=t_start)
     tracker_state = restore(run, resume_from) if resume_from is not None else {}
@@ -288,25 +290,82 @@ def for_loss(cfg: Config, pairs: Any) -> Any:
 
 
 def _batcher(cfg: Config, accelerator: Any, model: torch.nn.Module, tokenizer: Any,
-             log: Callable[[str], None]) -> Callable[[Sequence[Any]], dict]:
-    """Pairs -> a batch on the device, in the configured layout if the model supports it."""
-    from asft.data.collate import collate, padding_free
-    from asft.model.logprobs import attn_implementation, move_batch, shared_layout_refusal
+             log: Callable[[str], None], scorer: Any = None) -> Callable[[Sequence[Any]], dict]:
+    """Pairs -> a batch on the device, in the configured layout if the model supports it.
+
+    The layout is checked with ``scorer``, the prepared scorer that trains (on the device,
+    through DDP or FSDP2, with the kernel that runs); None checks a fresh one around ``model``.
+    """
+    from asft.data.collate import collate, pad_targets, padding_free
+    from asft.model.logprobs import attn_implementation, move_batch
 
     layout, pack = cfg.data.layout, cfg.data.pack
     pad_id = tokenizer.pad_token_id
+    finish = pad_targets if cfg.training.compile else (lambda batch: batch)
     # Both the shared layout and packing rest on the 4D mask; check the model honours it once.
-    why = shared_layout_refusal(model) if (layout == "shared" or pack) else None
+    why = _layout_check(cfg, model, scorer, log) if (layout == "shared" or pack) else None
     if why and pack and attn_implementation(model) == "flash_attention_2":
         log(f"data: {why}; using the 'plain' layout packed padding-free (FlashAttention-2's "
             "variable-length sequences)")
-        return lambda examples: move_batch(padding_free(collate(list(examples), pad_id, "plain",
-                                                                pack=True)), accelerator.device)
+        return lambda examples: move_batch(finish(padding_free(
+            collate(list(examples), pad_id, "plain", pack=True))), accelerator.device)
     if why:
         log(f"data: {why}; using the 'plain' layout without packing")
         layout, pack = "plain", False
-    return lambda examples: move_batch(collate(list(examples), pad_id, layout, pack=pack),
+    return lambda examples: move_batch(finish(collate(list(examples), pad_id, layout, pack=pack)),
                                        accelerator.device)
+
+
+def _layout_check(cfg: Config, model: torch.nn.Module, scorer: Any,
+                  log: Callable[[str], None]) -> str | None:
+    """Why the shared layout cannot run (:func:`asft.model.logprobs.shared_layout_refusal`),
+    or None. When ``auto`` chose flex_attention and the check raised there (a kernel that does
+    not compile or run on this device), the model goes back to sdpa, said in one line, and is
+    checked again: auto's choice is never what stops a run."""
+    from asft.model.logprobs import attn_implementation, shared_layout_refusal, use_attention
+
+    low = cfg.training.precision == "bf16-mixed" and sharding.is_sharded(scorer)
+    why = shared_layout_refusal(model, scorer, low_precision=low)
+    if why and "raised" in why and cfg.model.attn_implementation == "auto" \
+            and attn_implementation(model) == "flex_attention":
+        use_attention(model, "sdpa")
+        log(f"model: attention sdpa instead of flex_attention, which auto chose: {why}")
+        why = shared_layout_refusal(model, scorer, low_precision=low)
+    return why
+
+
+def _with_kernel(cfg: Config, model: torch.nn.Module) -> Config:
+    """``cfg`` naming the attention kernel that ``auto`` chose for the policy when it is not
+    transformers' default (flex_attention on CUDA), so that a reference model loaded from it
+    runs the same kernel on the same batches."""
+    from asft.model.logprobs import attn_implementation
+
+    kernel = attn_implementation(model)
+    if cfg.model.attn_implementation != "auto" or kernel != "flex_attention":
+        return cfg
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, attn_implementation=kernel))
+
+
+def _compile(cfg: Config, scorer: torch.nn.Module, strategy: str, log: Callable[[str], None]) -> None:
+    """``torch.compile`` the scorer in place (its state dict keeps its names) with dynamic
+    shapes: rows and lengths vary from batch to batch. The LM head loops over the response
+    tokens in chunks, which specializes a graph to their count: the batcher pads it to a few
+    buckets (:func:`asft.data.collate.pad_targets`), outside the compiled code, whose guards
+    would otherwise see every raw count."""
+    if strategy == "fsdp":
+        # FSDP2's per-layer hooks want each layer compiled on its own; not built or tested yet
+        raise AsftError("training.compile is not supported with distributed.strategy fsdp yet; "
+                        "set training.compile: false (or use ddp)")
+    from torch._dynamo import list_backends
+
+    backends = list_backends(exclude_tags=())
+    if cfg.training.compile_backend not in backends:
+        raise AsftError(f"training.compile_backend: unknown backend "
+                        f"{cfg.training.compile_backend!r} (torch has: {', '.join(list_backends())}, "
+                        "aot_eager, ...)")
+    scorer.compile(backend=cfg.training.compile_backend, dynamic=True)
+    log(f"training: torch.compile ({cfg.training.compile_backend}, dynamic shapes, response "
+        "tokens padded to buckets); the first steps compile")
 
 
 def _optimization(cfg: Config, accelerator: Any, model: torch.nn.Module,
@@ -320,6 +379,8 @@ def _optimization(cfg: Config, accelerator: Any, model: torch.nn.Module,
     scorer.train()
     strategy = sharding.resolve(cfg.distributed.strategy, accelerator.num_processes,
                                 sum(p.numel() for p in model.parameters()), accelerator.device)
+    if cfg.training.compile:
+        _compile(cfg, scorer, strategy, log)
     if strategy == "fsdp":
         # an explicit fsdp was judged in start_accelerator, before any weight loaded
         why = sharding.refusal(cfg) if cfg.distributed.strategy == "auto" else None
