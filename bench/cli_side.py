@@ -19,7 +19,10 @@ What is read back, and from where:
   the same batch, so a run that trained other pairs fails instead of being reported;
 - start-up: summary.json's ``timing.first_step_at`` minus the Unix time just before the spawn;
   the end of training: the ``time`` of the last metrics record;
-- peak RSS: ``RUSAGE_CHILDREN`` of the worker once the child has exited (it is the only one).
+- peak RSS: ``RUSAGE_CHILDREN`` of the worker once the child has exited (it is the only one);
+- peak GPU memory (bench/gpu.py's jobs, ``job.device`` set): asft train reports none, so the
+  child runs as ``python bench/peak_child.py PEAK.json train ...``, which calls asft's CLI in
+  the same way the ``asft`` script does and writes ``torch.cuda.max_memory_allocated()`` at exit.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from jobs import Job, StepLog, peak_child_rss_bytes
 from workload import BenchPair
 
 ASFT = Path(sys.executable).parent / "asft"
+PEAK_CHILD = Path(__file__).resolve().parent / "peak_child.py"
 LOG_TAIL = 25  # lines of the child's output quoted in an error
 
 
@@ -65,6 +69,8 @@ def cli_command(job: Job, model: str, data: Path, out: Path, steps: int, batch_s
         "optim.lr": job.lr, "optim.weight_decay": 0, "optim.max_grad_norm": 1.0,
         "optim.warmup_ratio": 0, "seed": job.seed,
     }
+    if job.attn:
+        settings["model.attn_implementation"] = job.attn
     cmd = [str(ASFT), "train", "--model", model, "--data", str(data), "--loss", job.loss,
            "--max-steps", str(steps), "--output-dir", str(out), "--overwrite"]
     for key, value in settings.items():
@@ -114,11 +120,17 @@ def loop_turns(records: list[dict], first_step_at: float) -> list[float]:
     return [b - a for a, b in pairwise(stamps)]
 
 
-def check_tokens(records: list[dict], batches: list[list[BenchPair]]) -> list[int]:
-    """Per-step token counts of ``records``; raises unless they are the batches' P + C + R."""
+def check_tokens(records: list[dict], batches: list[list[BenchPair]],
+                 plain_ok: bool = False) -> list[int]:
+    """Per-step token counts of ``records``; raises unless they are the batches' P + C + R.
+
+    ``plain_ok``: also accept 2P + C + R, the count of the plain layout (the prompt in both
+    rows), which asft falls back to under flash_attention_2 (no 4D mask for a shared prompt).
+    """
     tokens = [round(r["throughput/tokens_per_s"] * r["throughput/step_s"]) for r in records]
     expected = [sum(sum(p.lengths) for p in b) for b in batches]
-    if tokens != expected:
+    plain = [sum(sum(p.lengths) + p.lengths[0] for p in b) for b in batches]
+    if tokens != expected and not (plain_ok and tokens == plain):
         raise RuntimeError(f"asft train did not train the workload's pairs: tokens per step "
                            f"{tokens}, the workload's batches have {expected}")
     return tokens
@@ -137,6 +149,9 @@ def run_cli(job: Job, batches: list[list[BenchPair]], max_length: int) -> dict:
         write_pairs(batches, data)
         cmd = cli_command(job, _model_arg(job, folder), data, out, len(batches), len(batches[0]),
                           max_length)
+        peak = folder / "peak.json"
+        if job.device is not None:  # bench/gpu.py: the same CLI, with its GPU peak recorded
+            cmd = [sys.executable, str(PEAK_CHILD), str(peak), *cmd[1:]]
         env = _child_env(job, folder)
         usage0 = os.times()
         with log.open("w") as f:
@@ -152,8 +167,9 @@ def run_cli(job: Job, batches: list[list[BenchPair]], max_length: int) -> dict:
         if len(records) != len(batches):
             raise RuntimeError(f"asft train logged {len(records)} steps for {len(batches)} batches; "
                                f"its output ends:\n{_tail(log)}")
-        tokens = check_tokens(records, batches)
+        tokens = check_tokens(records, batches, plain_ok=job.attn == "flash_attention_2")
         summary = json.loads((out / "summary.json").read_text())
+        gpu = json.loads(peak.read_text()) if peak.is_file() else {}
     seconds = [r["throughput/step_s"] for r in records]
     return {
         "turn_seconds": loop_turns(records, summary["timing"]["first_step_at"]),
@@ -170,4 +186,5 @@ def run_cli(job: Job, batches: list[list[BenchPair]], max_length: int) -> dict:
         "child_cpu_s": (usage1.children_user + usage1.children_system
                         - usage0.children_user - usage0.children_system),
         "peak_rss_bytes": peak_child_rss_bytes(),
+        **gpu,  # peak_gpu_bytes, where bench/peak_child.py ran the child
     }

@@ -55,22 +55,31 @@ def pair_flops(shape: ModelShape, P: int, C: int, R: int, reference: bool = Fals
     return total * (4.0 / 3.0) if reference else total
 
 
-def matmul_peak(dtype_name: str, n: int = 2048, seconds: float = 3.0) -> float:
-    """Best sustained FLOP/s of an [n, n] @ [n, n] product in ``dtype_name`` (fp32 or bf16)."""
+def matmul_peak(dtype_name: str, n: int = 2048, seconds: float = 3.0, device: str = "cpu") -> float:
+    """Best sustained FLOP/s of an [n, n] @ [n, n] product in ``dtype_name`` (fp32 or bf16) on
+    ``device``. On a GPU the kernels run asynchronously, so each timed sample is a run of
+    products closed by a synchronize (one product alone would time the launch)."""
     import torch
 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
     gen = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=gen).to(dtype)
-    b = torch.randn(n, n, generator=gen).to(dtype)
-    out = torch.empty(n, n, dtype=dtype)
-    torch.matmul(a, b, out=out)  # warm-up: thread pool, packing buffers
+    a = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
+    b = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
+    out = torch.empty(n, n, dtype=dtype, device=device)
+    on_gpu = torch.device(device).type == "cuda"
+    sync = torch.cuda.synchronize if on_gpu else (lambda: None)
+    per_sample = 10 if on_gpu else 1
+    for _ in range(per_sample):  # warm-up: thread pool, packing buffers, GPU clocks, cuBLAS
+        torch.matmul(a, b, out=out)
+    sync()
     best = float("inf")
     deadline = time.perf_counter() + seconds
     runs = 0
     while runs < 3 or time.perf_counter() < deadline:
         t0 = time.perf_counter()
-        torch.matmul(a, b, out=out)
-        best = min(best, time.perf_counter() - t0)
+        for _ in range(per_sample):
+            torch.matmul(a, b, out=out)
+        sync()
+        best = min(best, (time.perf_counter() - t0) / per_sample)
         runs += 1
     return 2.0 * n ** 3 / best

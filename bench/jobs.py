@@ -47,6 +47,11 @@ class Job:
         warmup: warm-up steps of this job; None: the workload's. Fewer than the workload's
             are its last ones, so the timed steps start at the same batch for every job.
         steps: timed steps of this job, the first of the workload's timed batches; None: all.
+        device: None for the CPU benchmark (bench/run.py), whose jobs run as they always have;
+            ``cuda`` or ``cpu`` for bench/gpu.py's jobs: TRL trains on that device, the matmul
+            peak is measured there, and ``asft train`` runs under bench/peak_child.py, which
+            records the child's peak GPU memory.
+        attn: ``model.attn_implementation`` of an ``asft-cli`` job; None: asft's default.
     """
 
     label: str
@@ -67,6 +72,8 @@ class Job:
     matmul_seconds: float = 3.0
     warmup: int | None = None
     steps: int | None = None
+    device: str | None = None
+    attn: str | None = None
 
     def __post_init__(self) -> None:
         self.weights = self.weights or self.dtype
@@ -76,7 +83,13 @@ class Job:
             raise ValueError(f"unknown weights dtype {self.weights!r}; valid: {', '.join(WEIGHTS)}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The job as a dict; ``device`` and ``attn`` only when set, so the CPU benchmark's raw
+        results keep the shape they had before bench/gpu.py."""
+        d = asdict(self)
+        for key in ("device", "attn"):
+            if d[key] is None:
+                del d[key]
+        return d
 
     def batch_range(self, num_batches: int, workload_warmup: int) -> tuple[int, int, int]:
         """(start, stop, warmup): this job runs batches[start:stop], the first ``warmup`` of

@@ -68,18 +68,24 @@ def run_trl(job: Job, model, tokenizer, batches: list[list[BenchPair]],
     ``last_step_at`` (the last ``on_step_end``).
     """
     import datasets
+    import torch
     from transformers import TrainerCallback
 
     log = StepLog()
     ends: list[tuple[float, float]] = []
     stamps: dict[str, float] = {}
 
+    # on a GPU the step's kernels may still run at on_step_end: wait for them before the stamp
+    sync = torch.cuda.synchronize if job.device == "cuda" else (lambda: None)
+
     class StepClock(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
+            sync()
             stamps["first_step_at"] = time.time()
             ends.append((time.perf_counter(), time.process_time()))
 
         def on_step_end(self, args, state, control, **kwargs):
+            sync()
             ends.append((time.perf_counter(), time.process_time()))
             stamps["last_step_at"] = time.time()
 
@@ -89,7 +95,8 @@ def run_trl(job: Job, model, tokenizer, batches: list[list[BenchPair]],
         max_steps=len(batches), learning_rate=job.lr, max_length=max_length,
         bf16=job.dtype == "bf16", gradient_checkpointing=job.grad_ckpt,
         train_sampling_strategy="sequential", logging_steps=10**6, save_strategy="no",
-        report_to="none", disable_tqdm=True, use_cpu=True, dataloader_num_workers=0,
+        report_to="none", disable_tqdm=True, use_cpu=job.device in (None, "cpu"),
+        dataloader_num_workers=0,
         seed=job.seed,
     )
     dataset = datasets.Dataset.from_list(_rows(batches))

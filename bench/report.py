@@ -366,21 +366,24 @@ OVERHEAD_FINDINGS = [
 def write_results(path: Path, meta: dict, summaries: list[dict], workloads: dict[str, dict],
                   peaks: dict[str, float], profiles: dict[str, dict], tokenize: dict | None,
                   supplements: list[dict] | None = None, data_scale: dict | None = None,
-                  sharded: dict | None = None) -> None:
+                  sharded: dict | None = None, gpu: dict | None = None) -> None:
     """Write RESULTS.md from the run's metadata and summaries.
 
     ``supplements``: other runs kept in sub-folders (``{"folder", "meta", "summaries"}``),
-    whose target tables are appended in a section of their own.
+    whose target tables are appended in a section of their own. ``gpu``: bench/gpu.py's
+    results; its section is always written, saying where the GPU rows are not measured.
     """
+    from gpu_report import gpu_section  # it imports this module's helpers
+
     L: list[str] = ["# asft benchmark: `asft train` vs TRL ORPO and DPO", ""]
     L += [f"All figures below come from one run of `{meta['command']}` "
           f"({meta['mode']} mode), started {meta['started']}, {meta['wall_s'] / 60:.1f} min "
           f"of wall time; this file and `{path.parent.name}/results/*.json` were written by "
           "that run" + (" (except the section *Supplementary runs*, whose figures come from "
                         "the separate runs it names)" if supplements else "")
-          + ("; the sections *Tokenization*, *Data at scale* and *Sharded training* name the "
-             "runs and commits their figures come from" if tokenize or data_scale or sharded
-             else "") + ".", ""]
+          + ("; the sections *Tokenization*, *Data at scale* and *Sharded training*"
+             + (" and *GPU*" if gpu else "") + " name the runs and commits their figures come "
+             "from" if tokenize or data_scale or sharded else "") + ".", ""]
     if meta.get("inline"):
         L += ["**Inline mode**: all jobs ran in one process, so the peak-memory figures are not "
               "per system and mean nothing here.", ""]
@@ -424,6 +427,7 @@ def write_results(path: Path, meta: dict, summaries: list[dict], workloads: dict
         L += _data_scale(data_scale)
     if sharded:
         L += _sharded(sharded)
+    L += gpu_section(gpu)
     path.write_text("\n".join(L).rstrip() + "\n")
 
 

@@ -314,6 +314,8 @@ def render(out: Path) -> str:
     data_scale = json.loads(scale_path.read_text()) if scale_path.is_file() else None
     sharded_path = BENCH / "results" / "sharded.json"
     sharded = json.loads(sharded_path.read_text()) if sharded_path.is_file() else None
+    gpu_path = BENCH / "results" / "gpu.json"  # bench/gpu.py's, measured on a GPU machine
+    gpu = json.loads(gpu_path.read_text()) if gpu_path.is_file() else None
     (results_dir / "summary.json").write_text(json.dumps(
         {"meta": meta, "peaks": peaks, "summaries": summaries,
          "targets": target_checks(summaries)}, indent=1))
@@ -321,7 +323,7 @@ def render(out: Path) -> str:
     supplements = [{"folder": p.parents[1].relative_to(out).as_posix(), **json.loads(p.read_text())}
                    for p in sorted(out.glob("*/results/summary.json"))]
     write_results(out / "RESULTS.md", meta, summaries, workload_info, peaks, profiles, tokenize,
-                  supplements, data_scale, sharded)
+                  supplements, data_scale, sharded, gpu)
     return "\n".join(headline_lines(summaries)) + f"\nwrote {out / 'RESULTS.md'} and {results_dir}/"
 
 

@@ -38,7 +38,8 @@ def run_job(job_dict: dict, spawned_at: float | None = None) -> dict:
     if job.system == "matmul":
         from flops import matmul_peak
 
-        result["flops_per_s"] = matmul_peak(job.dtype, job.matmul_size, job.matmul_seconds)
+        result["flops_per_s"] = matmul_peak(job.dtype, job.matmul_size, job.matmul_seconds,
+                                            device=job.device or "cpu")
         result["peak_rss_bytes"] = peak_rss_bytes()
         return result
 
@@ -90,6 +91,10 @@ def _in_process(job, batches: list, max_length: int, spawned_at: float) -> dict:
         out.update(log=asdict(log), spawned_at=spawned_at, **stamps,
                    pairs_trained=sum(len(b) for b in batches))
     out["peak_rss_bytes"] = peak_rss_bytes()
+    if job.device == "cuda":  # bench/gpu.py: the trainer's own GPU peak, this process alone
+        import torch
+
+        out["peak_gpu_bytes"] = torch.cuda.max_memory_allocated()
     return out
 
 
