@@ -81,6 +81,8 @@ def test_rso_is_seeded_per_prompt_and_refuses_bad_settings():
       "online.rso_accept=9"], "online.rso_accept=9: must be in [2, samples]"),
     (["online.rounds=1", "online.prompts=builtin:arithmetic", "stages=[{name: a}]"],
      "online rounds and stages do not combine"),
+    (["online.rounds=1", "online.prompts=builtin:arithmetic", "online.max_pairs_per_prompt=2"],
+     "online.max_pairs_per_prompt=2: applies to pairing: all"),
 ])
 def test_config_errors_name_the_field(sets, message):
     with pytest.raises(ConfigError, match=None) as err:

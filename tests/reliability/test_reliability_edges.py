@@ -128,8 +128,8 @@ def test_a_model_with_extreme_log_probs_trains(name, tmp_path, monkeypatch):
 
     build = asft.train.policy.build_model
 
-    def peaked(cfg, log):
-        model = build(cfg, log)
+    def peaked(cfg, log, device_type):
+        model = build(cfg, log, device_type)
         with torch.no_grad():
             model.get_output_embeddings().weight.mul_(1e4)
         return model

@@ -99,6 +99,9 @@ class OnlineConfig(Section):
                 f"must be best-worst or all, got {self.pairing!r}")
         require(self.max_pairs_per_prompt is None or self.max_pairs_per_prompt >= 1,
                 "max_pairs_per_prompt", f"must be >= 1 or null, got {self.max_pairs_per_prompt}")
+        # as asft pairs refuses --max-pairs-per-prompt without --pairs all: never silently unused
+        require(self.max_pairs_per_prompt is None or self.pairing == "all", "max_pairs_per_prompt",
+                "applies to pairing: all (best-worst makes one pair per prompt)")
         require(self.selection in ("all", "rso"), "selection", f"must be all or rso, got {self.selection!r}")
         require(0 < self.rso_beta < math.inf, "rso_beta", f"must be > 0, got {self.rso_beta}")
         require(2 <= self.rso_accept <= self.samples, "rso_accept",
