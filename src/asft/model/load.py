@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import typing
 from pathlib import Path
 
+from asft.config import ModelConfig
 from asft.model.saving import cached_folder, save_complete
 
 SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -87,7 +89,9 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
     return tok
 
 
-ATTN_IMPLEMENTATIONS = ("auto", "sdpa", "eager", "flex_attention", "flash_attention_2")
+#: the kernels model.attn_implementation accepts, read from its one definition (the config's
+#: Literal), for the commands' --attn-implementation choices and load_model's check
+ATTN_IMPLEMENTATIONS = typing.get_args(typing.get_type_hints(ModelConfig)["attn_implementation"])
 
 
 def load_model(name: str, dtype: str = "fp32", trust_remote_code: bool = False,

@@ -89,8 +89,7 @@ def attention_mask(batch: dict, kernel: str | None, dtype: torch.dtype):
     if batch["layout"] == "varlen":
         return None  # FlashAttention-2 finds the sequences from the position ids' restarts
     # "packed" is a Python bool from the collator: testing the ids here breaks a compiled graph
-    packed = batch["packed"] if "packed" in batch else bool((batch["group_ids"] > 0).any())
-    if batch["layout"] == "plain" and not packed:
+    if batch["layout"] == "plain" and not batch["packed"]:
         return (batch["group_ids"] >= 0).long()  # one sequence per row
     if kernel in BLOCK_MASK_KERNELS:
         return block_mask(batch["group_ids"], batch["segment_ids"])
