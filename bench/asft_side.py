@@ -8,7 +8,7 @@ The step is what ``asft train`` does per optimizer step (src/asft/train/step.py)
 same parts: :func:`asft.data.collate.collate`, :class:`asft.model.logprobs.PreferenceScorer`,
 :func:`asft.losses.compute` and asft's own AdamW (:func:`asft.train.optim.build_optimizer`), with
 TRL's learning rate (1e-6), no weight decay and the gradient norm clipped at 1.0 like TRL.
-Each optimization is a switch (layout, pack, head), so the ablation runs the same code with
+Each optimization is a switch (layout, pack, flat, head), so the ablation runs the same code with
 one switch off. Precision follows the job like the CLI's ``training.precision``: in the
 ``fp32`` group plain float32; in the ``bf16`` group fp32 weights with the forward and the
 loss under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (bf16-mixed, as accelerate runs
@@ -63,12 +63,15 @@ class AsftStep:
     def __init__(self, job: Job, model, tokenizer):
         from asft.config import Config, OptimConfig
         from asft.losses import LOSSES
+        from asft.model import spans
         from asft.model.logprobs import PreferenceScorer
         from asft.train.optim import build_optimizer
 
         self.job = job
         self.model = model
         self.ref_scorer = None
+        # asft train's choice on a CPU (asft.train.setup._pair_by_pair), before the copy
+        self.flat = job.layout == "shared" and job.pack and job.flat and spans.adopt(model)
         if LOSSES[job.loss].needs_reference:
             ref = copy.deepcopy(model).eval().requires_grad_(False)
             self.ref_scorer = PreferenceScorer(ref, head=job.head)
@@ -93,7 +96,7 @@ class AsftStep:
 
         job = self.job
         c0, t0 = time.process_time(), time.perf_counter()
-        batch = collate(examples, self.pad, job.layout, job.pack)
+        batch = collate(examples, self.pad, job.layout, job.pack, flat=self.flat)
         t1 = time.perf_counter()
         B = batch["num_pairs"]
         ref_w = ref_l = None

@@ -37,6 +37,9 @@ class Job:
         loss: asft loss name (``asft`` or ``dpo``).
         layout: ``shared`` or ``plain`` (asft only).
         pack: several pairs per row (asft only).
+        flat: with ``shared`` and ``pack``, all pairs in one row without padding and attention
+            pair by pair (:mod:`asft.model.spans`, what ``asft train`` does on a CPU); False:
+            rows as long as the longest pair, padded, under one dense mask (asft only).
         head: ``chunked`` or ``full`` (asft only).
         grad_ckpt: gradient checkpointing (TRL's default is on).
         threads: torch intra-op threads.
@@ -63,6 +66,7 @@ class Job:
     loss: str = "asft"
     layout: str = "shared"
     pack: bool = True
+    flat: bool = True
     head: str = "chunked"
     grad_ckpt: bool = True
     threads: int = 2

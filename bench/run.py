@@ -52,6 +52,7 @@ ABLATIONS = [
     (", no grad ckpt", {"grad_ckpt": False}),
     (", layout plain", {"layout": "plain"}),
     (", pack off", {"pack": False}),
+    (", padded rows", {"flat": False}),
     (", head full", {"head": "full"}),
     (", all off", {"layout": "plain", "pack": False, "head": "full"}),
 ]

@@ -19,6 +19,9 @@ tokens and scores 0 with a count of 0.
 
 With ``pack=True`` several pairs share a row (first-fit decreasing into rows no longer than
 the longest pair of the batch), so padding shrinks without changing which pairs form a step.
+With ``flat=True`` all of them share one row without a single pad, for attention computed
+pair by pair (:mod:`asft.model.spans`), which never computes the pairs' mutual blocks that a
+dense mask computes and throws away.
 
 Batch keys (R rows of T positions, N response tokens, B pairs):
     input_ids     [R, T] long   token ids; pad positions hold ``pad_id``
@@ -35,6 +38,9 @@ Batch keys (R rows of T positions, N response tokens, B pairs):
     num_seqs      int    K * B: K = 3 when the examples carry ``extra_ids``, else 2
     num_tokens    int    real (non-pad) tokens in the batch, for throughput metrics
     packed        bool   some row holds more than one pair (or plain sequence)
+    spans         list   only with ``flat=True``: (row, start, end, lengths) of each piece (a
+                         pair in the shared layout, a sequence in the plain one), Python
+                         ints; ``lengths``: its segments' token counts in row order
     layout        str    ``shared``, ``plain`` or ``varlen`` (:func:`padding_free`)
 
 ``varlen`` (:func:`padding_free`, for FlashAttention-2, which takes no 4D mask): the plain
@@ -98,8 +104,11 @@ def _pieces(ex: PairTokens, layout: str, k: int) -> list[list[tuple[Sequence[int
     return [[(ex.prompt_ids, PROMPT), r] for r in responses]
 
 
-def _assign_rows(lengths: list[int], pack: bool) -> list[list[int]]:
-    """Indices of pieces per row: one each, or first-fit decreasing into rows of the max length."""
+def _assign_rows(lengths: list[int], pack: bool, flat: bool = False) -> list[list[int]]:
+    """Indices of pieces per row: one each, first-fit decreasing into rows of the max length,
+    or (``flat``) all in one row in order."""
+    if flat:
+        return [list(range(len(lengths)))]
     if not pack:
         return [[i] for i in range(len(lengths))]
     capacity = max(lengths)
@@ -123,6 +132,7 @@ def collate(
     layout: str = "shared",
     pack: bool = False,
     pad_to_multiple_of: int = 1,
+    flat: bool = False,
 ) -> dict:
     """Build one batch (see the module docstring for the keys and shapes).
 
@@ -133,6 +143,9 @@ def collate(
         layout: ``shared`` (prompt once per pair) or ``plain`` (prompt per sequence).
         pack: put several pairs (or sequences) in one row to avoid padding.
         pad_to_multiple_of: round T up, which helps some kernels.
+        flat: every piece in one row, end to end, without a pad (implies packing), with
+            ``spans`` recording where each lies, for attention run piece by piece
+            (:mod:`asft.model.spans`; any kernel also runs it with the dense mask).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; valid: {', '.join(LAYOUTS)}")
@@ -144,7 +157,7 @@ def collate(
     for i, ex in enumerate(examples):
         pieces.extend((i, p) for p in _pieces(ex, layout, k))
     lengths = [sum(len(ids) for ids, _ in p) for _, p in pieces]
-    rows = _assign_rows(lengths, pack)
+    rows = _assign_rows(lengths, pack, flat)
     T = max(sum(lengths[i] for i in row) for row in rows)
     T = -(-T // pad_to_multiple_of) * pad_to_multiple_of
     R = len(rows)
@@ -156,10 +169,12 @@ def collate(
     t_index: list[int] = []
     t_ids: list[int] = []
     t_seq: list[int] = []
+    spans: list[tuple[int, int, int, tuple[int, ...]]] = []
     for r, row in enumerate(rows):
         col = 0
         for g, piece_idx in enumerate(row):
             pair, segs = pieces[piece_idx]
+            spans.append((r, col, col + lengths[piece_idx], tuple(len(ids) for ids, _ in segs)))
             prompt_last = -1  # flat index of the last prompt token: predicts each response's first token
             pos = 0
             for ids, seg in segs:
@@ -193,6 +208,7 @@ def collate(
         "num_tokens": int(sum(lengths)),
         "layout": layout,
         "packed": any(len(row) > 1 for row in rows),
+        **({"spans": spans} if flat else {}),
     }
 
 

@@ -19,6 +19,8 @@ from torch import nn
 
 from asft.data.collate import Pair, collate
 from asft.model.masks import attention_mask, attention_mask_4d, for_kernel
+from asft.model.spans import KERNEL as SPANS_KERNEL
+from asft.model.spans import decoder_kwargs
 
 __all__ = ["HEADS", "PreferenceScorer", "attention_mask_4d", "move_batch", "shared_layout_refusal",
            "shared_layout_supported", "target_logprobs", "use_attention"]
@@ -225,15 +227,17 @@ class PreferenceScorer(nn.Module):
         batch = for_kernel(batch, kernel)
         input_ids = batch["input_ids"]
         mask = attention_mask(batch, kernel, dtype)
+        extra = decoder_kwargs(batch, kernel)
         index, targets = batch["target_index"], batch["target_ids"]
         if self.head == "full":
             logits = self.model(input_ids=input_ids, attention_mask=mask,
-                                position_ids=batch["position_ids"], use_cache=False).logits
+                                position_ids=batch["position_ids"], use_cache=False, **extra).logits
             logp = torch.log_softmax(logits.float().flatten(0, 1)[index], dim=-1)
             token_logps = logp.gather(1, targets[:, None]).squeeze(1)
         else:
             hidden = lm.get_decoder()(input_ids=input_ids, attention_mask=mask,
-                                      position_ids=batch["position_ids"], use_cache=False).last_hidden_state
+                                      position_ids=batch["position_ids"], use_cache=False,
+                                      **extra).last_hidden_state
             chunk = self.chunk_size or default_chunk(self.vocab, hidden.device)
             token_logps = target_logprobs(hidden.flatten(0, 1)[index], lm.get_output_embeddings(),
                                           targets, chunk, self.softcap)
@@ -287,9 +291,11 @@ def shared_layout_supported(model: nn.Module, error: list[str] | None = None,
     """Whether ``model`` honours a 4D attention mask and position ids, checked by computation.
 
     Scores a few random pairs with the shared (packed) layout and with the plain layout and
-    compares. A model that raises, or silently ignores the 4D mask or the position ids, gives
-    different numbers (seeing the chosen tokens moves the rejected log-probs far more than
-    rounding does), and the caller falls back to ``plain``. Costs one small forward pass.
+    compares (flat, pair by pair, when the model runs :data:`asft.model.spans.KERNEL`, where a
+    layer that drops the span plan attends across pairs and fails the comparison). A model
+    that raises, or silently ignores the 4D mask or the position ids, gives different numbers
+    (seeing the chosen tokens moves the rejected log-probs far more than rounding does), and
+    the caller falls back to ``plain``. Costs one small forward pass.
     The exception of a check that raised is appended to ``error`` (one line), for the caller
     to report.
 
@@ -315,7 +321,9 @@ def shared_layout_supported(model: nn.Module, error: list[str] | None = None,
     model.eval()
     try:
         with torch.no_grad():
-            shared, tokens = scorer(move_batch(collate(pairs, 0, "shared", pack=True), device))
+            flat = attn_implementation(model) == SPANS_KERNEL
+            shared, tokens = scorer(move_batch(collate(pairs, 0, "shared", pack=True, flat=flat),
+                                               device))
             plain, _ = scorer(move_batch(collate(pairs, 0, "plain"), device))
     except Exception as err:  # any failure of the custom mask path means: use the plain layout
         if error is not None:

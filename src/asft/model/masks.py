@@ -14,6 +14,8 @@ the chosen response), and every position attends to itself (pad rows stay finite
   ``attention_mask`` to the kernel unchanged.
 - one sequence per row (the plain layout without packing): a 2D padding mask, which every
   kernel takes (:func:`attention_mask` picks it).
+- ``asft_sdpa_spans`` (:mod:`asft.model.spans`) on a flat batch: no mask here; each pair's
+  [1, 1, L, L] mask goes with the span plan. On any other batch it is sdpa.
 - ``flash_attention_2``: no mask; the plain layout packed padding-free into one row
   (:func:`asft.data.collate.padding_free`), its sequences told apart by their position ids.
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 import torch
 
 from asft.data.collate import PROMPT, pad_positions
+from asft.model.spans import KERNEL as SPANS_KERNEL
 
 #: kernels whose mask is a FlexAttention BlockMask rather than a dense tensor
 BLOCK_MASK_KERNELS = ("flex_attention",)
@@ -88,6 +91,8 @@ def attention_mask(batch: dict, kernel: str | None, dtype: torch.dtype):
     model's (the dense mask's blocked value is that dtype's minimum)."""
     if batch["layout"] == "varlen":
         return None  # FlashAttention-2 finds the sequences from the position ids' restarts
+    if kernel == SPANS_KERNEL and "spans" in batch:
+        return None  # each pair's own mask travels with the span plan (asft.model.spans)
     # "packed" is a Python bool from the collator: testing the ids here breaks a compiled graph
     if batch["layout"] == "plain" and not batch["packed"]:
         return (batch["group_ids"] >= 0).long()  # one sequence per row

@@ -59,11 +59,15 @@ class Reference(Protocol):
 
 def load_reference_model(name: str, dtype: str, trust_remote_code: bool,
                          attn_implementation: str = "auto"):
-    """A frozen reference model in eval mode (the single place a reference model is loaded)."""
+    """A frozen reference model in eval mode (the single place a reference model is loaded).
+    An sdpa model takes the span kernel (:func:`asft.model.spans.adopt`), so that it scores the
+    policy's flat batches pair by pair as the policy does; on any other batch it is sdpa."""
+    from asft.model import spans
     from asft.model.load import load_model
 
     model = load_model(name, dtype=dtype, trust_remote_code=trust_remote_code,
                        attn_implementation=attn_implementation)
+    spans.adopt(model)
     model.requires_grad_(False)
     return model.eval()
 

@@ -302,8 +302,15 @@ def _batcher(cfg: Config, accelerator: Any, model: torch.nn.Module, tokenizer: A
     layout, pack = cfg.data.layout, cfg.data.pack
     pad_id = tokenizer.pad_token_id
     finish = pad_targets if cfg.training.compile else (lambda batch: batch)
+    flat = _pair_by_pair(cfg, accelerator, model)
     # Both the shared layout and packing rest on the 4D mask; check the model honours it once.
     why = _layout_check(cfg, model, scorer, log) if (layout == "shared" or pack) else None
+    if flat and why:
+        flat = _keep_padded_rows(model, why, log)
+        why = _layout_check(cfg, model, scorer, log)
+    if flat:
+        log("data: all pairs of a batch in one row without padding, attention pair by pair "
+            "(the shared layout on sdpa, asft.model.spans)")
     if why and pack and attn_implementation(model) == "flash_attention_2":
         log(f"data: {why}; using the 'plain' layout packed padding-free (FlashAttention-2's "
             "variable-length sequences)")
@@ -312,8 +319,31 @@ def _batcher(cfg: Config, accelerator: Any, model: torch.nn.Module, tokenizer: A
     if why:
         log(f"data: {why}; using the 'plain' layout without packing")
         layout, pack = "plain", False
-    return lambda examples: move_batch(finish(collate(list(examples), pad_id, layout, pack=pack)),
-                                       accelerator.device)
+    return lambda examples: move_batch(finish(collate(list(examples), pad_id, layout, pack=pack,
+                                                      flat=flat)), accelerator.device)
+
+
+def _pair_by_pair(cfg: Config, accelerator: Any, model: torch.nn.Module) -> bool:
+    """Whether batches go flat with attention pair by pair (:mod:`asft.model.spans`): the
+    shared, packed layout on a CPU's sdpa (where it is measured; a GPU has flex's BlockMask),
+    not compiled (each batch's spans are Python ints, which a compiled graph would guard on).
+    Switches ``model`` to the span kernel when so."""
+    from asft.model import spans
+    from asft.model.logprobs import attn_implementation
+
+    return (cfg.data.layout == "shared" and cfg.data.pack
+            and torch.device(accelerator.device).type == "cpu" and not cfg.training.compile
+            and attn_implementation(model) in ("sdpa", spans.KERNEL) and spans.adopt(model))
+
+
+def _keep_padded_rows(model: torch.nn.Module, why: str, log: Callable[[str], None]) -> bool:
+    """Back from the span kernel to sdpa with padded rows and their dense mask, said in one
+    line (the span kernel is an optimization: its failing never stops a run); False."""
+    from asft.model.logprobs import use_attention
+
+    use_attention(model, "sdpa")
+    log(f"model: attention sdpa over padded rows, not pair by pair: {why}")
+    return False
 
 
 def _layout_check(cfg: Config, model: torch.nn.Module, scorer: Any,
