@@ -160,8 +160,24 @@ def collate(
     rows = _assign_rows(lengths, pack, flat)
     T = max(sum(lengths[i] for i in row) for row in rows)
     T = -(-T // pad_to_multiple_of) * pad_to_multiple_of
-    R = len(rows)
+    batch = _write_rows(pieces, lengths, rows, T, B, pad_id)
+    spans = batch.pop("spans")
+    return {
+        **batch,
+        "num_pairs": B,
+        "num_seqs": k * B,
+        "num_tokens": int(sum(lengths)),
+        "layout": layout,
+        "packed": any(len(row) > 1 for row in rows),
+        **({"spans": spans} if flat else {}),
+    }
 
+
+def _write_rows(pieces: list, lengths: list[int], rows: list[list[int]], T: int, B: int,
+                pad_id: int) -> dict:
+    """The batch's tensors (module docstring) for ``pieces`` placed in ``rows`` of ``T``
+    positions, and ``spans``: (row, start, end, segment lengths) of each piece."""
+    R = len(rows)
     input_ids = torch.full((R, T), pad_id, dtype=torch.long)
     position_ids = torch.zeros((R, T), dtype=torch.long)
     group_ids = torch.full((R, T), -1, dtype=torch.long)
@@ -203,12 +219,7 @@ def collate(
         "target_index": torch.tensor(t_index, dtype=torch.long),
         "target_ids": torch.tensor(t_ids, dtype=torch.long),
         "target_seq": torch.tensor(t_seq, dtype=torch.long),
-        "num_pairs": B,
-        "num_seqs": k * B,
-        "num_tokens": int(sum(lengths)),
-        "layout": layout,
-        "packed": any(len(row) > 1 for row in rows),
-        **({"spans": spans} if flat else {}),
+        "spans": spans,
     }
 
 
