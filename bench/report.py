@@ -345,22 +345,33 @@ OVERHEAD_FINDINGS = [
     "- The gap of the first measurement (asft train's 108 tokens/s against the bare step's "
     "118) came mostly from the two sides training different pairs; on the same batches the "
     "step alone was within 2% before the loop turn was measured.", "",
-    "Where the speed and memory targets fall short, and why (SmolLM2-135M on this CPU):", "",
-    "- **Speed (3.0-3.1x TRL ORPO, target 4x).** What the layout removes is removed: asft "
-    "computes 2.4x fewer positions than TRL (the prompt once, pairs packed) and the LM head "
-    "only at response tokens. What is left is the decoder (about 90% of the step, its "
-    "backward with the recomputation of gradient checkpointing two thirds), which runs at "
-    "about a third of the measured fp32 matmul peak; a faster step now means faster kernels "
-    "(the GPU-kernels issue), not less work.",
-    "- **Memory (0.54-0.77x, target 0.4x).** 0.4x of TRL ORPO's 6.25 GiB is 2.5 GiB, and "
-    "asft's fp32 weights, gradients and two AdamW moments are 16 bytes a parameter, 2.0 GiB "
-    "for 135M parameters, before the interpreter with torch and transformers (~0.45 GiB) "
-    "and any activation. Keeping fp32 master weights is deliberate (AdamW updates on bf16 "
-    "weights round away); the target would need lower-precision optimizer state.",
-    "- **DPO end to end (3.3-4.0x TRL DPO, target 6x).** asft's DPO step carries no "
-    "reference forward, but the precompute still runs the reference once per pair before "
-    "training (fp32: 16 s for the run's 72 pairs, a fifth of its wall time); its steady "
-    "pairs/s is 4.8x TRL DPO's.", ""]
+    "Where the speed and memory targets fall short, and why (SmolLM2-135M on this CPU; the "
+    "values are in the targets table above):", "",
+    "- **Speed (target 4x TRL ORPO).** What the layout removes is removed: asft computes 2.9x "
+    "fewer positions than TRL per step (the prompt once per pair, every pair of a micro-batch "
+    "end to end in one row without a pad, attention run pair by pair) and the LM head only at "
+    "response tokens. What is left is the decoder (about 90% of the step, its backward with "
+    "the recomputation of gradient checkpointing about three quarters). In fp32 the step runs "
+    "at 35-53% of the 2048-cubed matmul peak measured beside it (the MFU column, across this "
+    "project's runs), and its matmuls are small (about 900 x 576 x 1536, where torch.mm alone "
+    "reached 70% of its 2048-cubed rate in a separate measurement): a faster step now means "
+    "faster kernels (the GPU-kernels issue), not less work.",
+    "- **Memory (target 0.4x).** 0.4x of TRL ORPO's peak is about 2.5 GiB with fp32 weights "
+    "(2.0 GiB against its bf16 weights), and asft's "
+    "fp32 weights, gradients and two AdamW moments are 16 bytes a parameter, 2.0 GiB for 135M "
+    "parameters, before the interpreter with torch and transformers (~0.45 GiB) and any "
+    "activation. Keeping fp32 master weights is deliberate (AdamW updates on bf16 weights "
+    "round away); the target would need lower-precision optimizer state. Most of what lies "
+    "above that floor is freed activation memory that glibc's allocator keeps: with "
+    "`MALLOC_MMAP_THRESHOLD_=131072` the fp32 bare step peaked at 2.58 GiB instead of 2.98, "
+    "but ran 38% slower (every large tensor then takes fresh, zeroed pages: 15.7M minor "
+    "faults and 27 s of system time in 10 steps instead of 5 s); at 4 MiB it saved 0.14 GiB "
+    "for 1-3% of the step (2026-12-07). asft leaves the allocator alone; docs/training.md "
+    "says how to trade speed for memory this way.",
+    "- **DPO end to end (target 6x TRL DPO).** asft's DPO step carries no reference forward, "
+    "but the precompute still runs the reference once per pair before training (`reference "
+    "precompute s` in the headline), and TRL DPO's step computes its reference on the "
+    "same 2.9x more positions; the steady ratio is the s/step ratio of the two rows.", ""]
 
 
 def write_results(path: Path, meta: dict, summaries: list[dict], workloads: dict[str, dict],
@@ -579,8 +590,10 @@ def _settings(meta: dict, workloads: dict[str, dict]) -> list[str]:
         "a quiet machine. Read such rows as contended, not as the system's speed.",
         "- Gradient checkpointing: on for TRL (its default) and for the rows marked `on`; "
         "the targets use asft with it on, like TRL.",
-        "- Systems: `asft ASFT` = loss `asft` (lam 1) on shared-prompt rows, several pairs "
-        "packed per row, chunked response-only LM head (asft train's defaults); `asft DPO` = "
+        "- Systems: `asft ASFT` = loss `asft` (lam 1) on shared-prompt rows, on this CPU every "
+        "pair of a micro-batch end to end in one row without a pad and attention run pair by "
+        "pair (`padded rows`: packed rows padded to the longest under one dense mask, the "
+        "layout before), chunked response-only LM head (asft train's defaults); `asft DPO` = "
         "loss `dpo` with the reference log-probs precomputed (`reference.strategy` cache, the "
         "default). `bare step, ...` = bench/asft_side.py, the same step (collate, scorer, "
         "loss, backward, clip, AdamW) rebuilt from asft's parts in the measuring process: the "
@@ -721,8 +734,9 @@ def _reading(ok: dict[str, dict], bare: dict) -> list[str]:
     main = ok.get(MAIN, bare)
     L = ["Reading these numbers:", ""]
     L.append(f"- The bare step (asft train's layout) computes {bare['positions_per_step']:.0f} "
-             f"positions per step ({bare['unique_tokens_per_step']:.0f} distinct tokens plus "
-             f"padding) and scores the LM head at {bare['scored_per_step']:.0f} of them (the "
+             f"positions per step ({bare['unique_tokens_per_step']:.0f} distinct tokens, "
+             f"{bare['positions_per_step'] - bare['unique_tokens_per_step']:.0f} of padding) "
+             f"and scores the LM head at {bare['scored_per_step']:.0f} of them (the "
              f"response tokens). Its step splits into decoder {100 * decoder / total:.0f}%, LM "
              f"head and loss {100 * head / total:.0f}%, optimizer "
              f"{100 * ph['optimizer'] / total:.0f}%, collation {100 * ph['collate'] / total:.0f}%.")
@@ -750,8 +764,9 @@ def _reading(ok: dict[str, dict], bare: dict) -> list[str]:
                  f"({100 * (padded['s_per_step'] / ref - 1):.0f}% of the step) against packed "
                  f"rows padded to the longest pair under one dense mask "
                  f"({padded['positions_per_step']:.0f} positions per step instead of "
-                 f"{bare['positions_per_step']:.0f}), and "
-                 f"{(padded['peak_rss_bytes'] - bare['peak_rss_bytes']) / GIB:+.2f} GiB of peak RSS.")
+                 f"{bare['positions_per_step']:.0f}); peak RSS "
+                 f"{bare['peak_rss_bytes'] / GIB:.2f} GiB flat, "
+                 f"{padded['peak_rss_bytes'] / GIB:.2f} GiB padded.")
     off = ok.get(BARE + ", all off")
     ref = same_batches_mean(off, bare) if off else None
     if off and ref:
