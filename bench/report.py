@@ -748,33 +748,38 @@ def _reading(ok: dict[str, dict], bare: dict) -> list[str]:
                  f"each prompt twice, with full-vocabulary logits at every position"
                  f"{' plus a reference forward' if r['system'] == 'trl-dpo' else ''}; it takes "
                  f"{r['s_per_step'] / main['s_per_step']:.2f}x {main['label']}'s time per step.")
-    no_gc = ok.get(BARE + ", no grad ckpt")
-    ref = same_batches_mean(no_gc, bare) if no_gc else None
-    if no_gc and ref:
+    no_gc, ref = _ablation_row(ok, bare, ", no grad ckpt")
+    if no_gc:
         L.append(f"- {_caveat(bare, no_gc)}Gradient checkpointing costs the bare step "
                  f"{ref - no_gc['s_per_step']:.2f} s per step "
                  f"({100 * (ref / no_gc['s_per_step'] - 1):.0f}%: the decoder forward runs again "
                  f"in the backward) and saves "
                  f"{(no_gc['peak_rss_bytes'] - bare['peak_rss_bytes']) / GIB:.2f} GiB of peak RSS.")
-    padded = ok.get(BARE + ", padded rows")
-    ref = same_batches_mean(padded, bare) if padded else None
-    if padded and ref:
+    padded, ref = _ablation_row(ok, bare, ", padded rows")
+    if padded:
         L.append(f"- {_caveat(bare, padded)}Flat rows with attention pair by pair save "
-                 f"{padded['s_per_step'] - ref:.2f} s per step "
-                 f"({100 * (padded['s_per_step'] / ref - 1):.0f}% of the step) against packed "
-                 f"rows padded to the longest pair under one dense mask "
+                 f"{padded['s_per_step'] - ref:.2f} s per step against packed rows padded to "
+                 f"the longest pair under one dense mask, which take "
+                 f"{100 * (padded['s_per_step'] / ref - 1):.0f}% longer "
                  f"({padded['positions_per_step']:.0f} positions per step instead of "
                  f"{bare['positions_per_step']:.0f}); peak RSS "
                  f"{bare['peak_rss_bytes'] / GIB:.2f} GiB flat, "
                  f"{padded['peak_rss_bytes'] / GIB:.2f} GiB padded.")
-    off = ok.get(BARE + ", all off")
-    ref = same_batches_mean(off, bare) if off else None
-    if off and ref:
+    off, ref = _ablation_row(ok, bare, ", all off")
+    if off:
         L.append(f"- {_caveat(bare, off)}With every optimization off (plain layout, one "
                  "sequence per row, full logits), the bare step takes "
                  f"{off['s_per_step'] / ref:.2f}x as long and "
                  f"{off['peak_rss_bytes'] / bare['peak_rss_bytes']:.2f}x the peak RSS.")
     return [*L, ""]
+
+
+def _ablation_row(ok: dict[str, dict], bare: dict, suffix: str) -> tuple[dict | None, float | None]:
+    """The ablation row ``BARE + suffix`` and the bare step's mean s/step on its timed batches,
+    or (None, None) when that row is missing or shares no batches with the bare step."""
+    row = ok.get(BARE + suffix)
+    ref = same_batches_mean(row, bare) if row else None
+    return (row, ref) if row and ref else (None, None)
 
 
 def _caveat(*rows: dict) -> str:

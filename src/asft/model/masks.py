@@ -43,14 +43,21 @@ def attention_mask_4d(group_ids: torch.Tensor, segment_ids: torch.Tensor, dtype:
         segment_ids: [R, T] long, 0 prompt, 1 chosen, 2 rejected, 3 third, -1 pad.
     """
     R, T = group_ids.shape
+    mask = torch.zeros(R, 1, T, T, dtype=dtype, device=group_ids.device)
+    return mask.masked_fill_(~allowed(group_ids, segment_ids)[:, None], torch.finfo(dtype).min)
+
+
+def allowed(group_ids: torch.Tensor, segment_ids: torch.Tensor) -> torch.Tensor:
+    """The rule as a bool [R, T, T] (True = attend): causal within a pair (or plain sequence),
+    later responses seeing the prompt but no response before them, a pad only itself (so no
+    row of the softmax is empty). Ids as in :func:`attention_mask_4d`."""
+    T = group_ids.shape[1]
     device = group_ids.device
     q_group, k_group = group_ids[:, :, None], group_ids[:, None, :]
     q_seg, k_seg = segment_ids[:, :, None], segment_ids[:, None, :]
     causal = torch.ones(T, T, dtype=torch.bool, device=device).tril_()
-    allowed = (q_group == k_group) & (k_group >= 0) & causal & ((k_seg == PROMPT) | (q_seg == k_seg))
-    allowed |= torch.eye(T, dtype=torch.bool, device=device)
-    mask = torch.zeros(R, 1, T, T, dtype=dtype, device=device)
-    return mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
+    rule = (q_group == k_group) & (k_group >= 0) & causal & ((k_seg == PROMPT) | (q_seg == k_seg))
+    return rule | torch.eye(T, dtype=torch.bool, device=device)
 
 
 def block_mask(group_ids: torch.Tensor, segment_ids: torch.Tensor):

@@ -5,12 +5,13 @@ A packed row of the shared layout (:func:`asft.data.collate.collate`) holds seve
 with a dense [R, 1, T, T] mask, SDPA computes every query against every key of the row and
 then masks most of them away, and rows are padded to the longest. A *flat* batch
 (``collate(..., flat=True)``) puts all pairs end to end in one row without a pad and records
-where each pair lies (``spans``: (row, start, end) per pair, Python ints). The kernel
-:data:`KERNEL` then runs SDPA once per span on that span's queries, keys and values with the
-span's own [1, 1, L, L] mask (the shared-prefix rule: rejected tokens see the prompt, never the
+where each pair lies (``spans``: row, start, end and segment lengths per pair, Python ints).
+The kernel :data:`KERNEL` then runs SDPA per pair (:class:`Piece`): causally over its prompt
+and chosen response, with no mask, then once per later response over the keys prompt + that
+response with a small mask (the shared-prefix rule: rejected tokens see the prompt, never the
 chosen ones), and the outputs are concatenated back in place. The linear layers see only real
-tokens, and attention costs sum(L_i^2) instead of R * T^2 (bench/RESULTS.md has the
-measurement on this CPU).
+tokens, and attention costs about the pairs' own triangles instead of R * T^2
+(bench/RESULTS.md has the measurement on this CPU: the `padded rows` ablation).
 
 :data:`KERNEL` is registered with transformers (``AttentionInterface`` for the attention,
 ``AttentionMaskInterface`` with SDPA's mask builder), and without spans in its call it is
@@ -33,8 +34,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from asft.data.collate import PROMPT
-
 #: the registered kernel name (``config._attn_implementation`` of an adopted model)
 KERNEL = "asft_sdpa_spans"
 #: the keyword argument that carries a :class:`SpanPlan` to every attention layer
@@ -49,7 +48,6 @@ class Piece:
         start: its first position in the row; ``head_end``: the end of its prompt and first
             response, which attend causally (SDPA's ``is_causal``, whose kernel skips the
             blocks above the diagonal: no mask needed); ``end``: its end.
-        prompt_end: the end of its prompt.
         tails: (start, end, keys, mask) of each later response (the rejected one, a third
             one): its queries attend the prompt and itself causally, never the responses
             before it; ``keys`` long [P + L], the row positions of prompt + itself; ``mask``
@@ -58,7 +56,6 @@ class Piece:
     """
 
     start: int
-    prompt_end: int
     head_end: int
     end: int
     tails: list[tuple[int, int, torch.Tensor, torch.Tensor]]
@@ -84,13 +81,13 @@ class SpanPlan:
         positions back only (used when a piece is longer than a layer's sliding window)."""
         key = (i, window)
         if key not in self.windowed:
+            from asft.model.masks import allowed  # masks imports this module's KERNEL
+
             piece = self.pieces[i]
-            s = self.segment_ids[piece.start:piece.end]
+            s = self.segment_ids[piece.start:piece.end][None]
             pos = piece.positions
-            n = piece.end - piece.start
-            rule = torch.ones(n, n, dtype=torch.bool, device=s.device).tril_()
-            rule &= (s[None, :] == PROMPT) | (s[:, None] == s[None, :])
-            self.windowed[key] = (rule & ((pos[:, None] - pos[None, :]) < window))[None, None]
+            rule = allowed(torch.zeros_like(s), s)  # one pair: one group
+            self.windowed[key] = (rule & ((pos[:, None] - pos[None, :]) < window))[:, None]
         return self.windowed[key]
 
 
@@ -113,7 +110,7 @@ def plan(batch: dict) -> SpanPlan:
                               torch.arange(at, at + n, device=device)])
             tails.append((at, at + n, keys, mask[None, None]))
             at += n
-        pieces.append(Piece(start, prompt_end, head_end, end, tails, pos[start:end]))
+        pieces.append(Piece(start, head_end, end, tails, pos[start:end]))
     return SpanPlan(pieces, batch["segment_ids"][0])
 
 
@@ -166,19 +163,20 @@ def register() -> None:
 def adopt(model: torch.nn.Module) -> bool:
     """Switch an SDPA ``model`` (or a peft wrapper of one) to :data:`KERNEL` in place; True
     when it now runs it. Other kernels are left alone (flex has its BlockMask, FA2 no mask)."""
-    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-    current = getattr(lm.config, "_attn_implementation", None)
+    from asft.model.logprobs import attn_implementation, use_attention  # it imports this module
+
+    current = attn_implementation(model)
     if current == KERNEL:
         return True
     if current != "sdpa":
         return False
     register()
     try:
-        lm.set_attn_implementation(KERNEL)
+        use_attention(model, KERNEL)
     except (ValueError, ImportError):
         return False
     # an architecture outside transformers' AttentionInterface keeps its kernel (with a warning)
-    return getattr(lm.config, "_attn_implementation", None) == KERNEL
+    return attn_implementation(model) == KERNEL
 
 
 def decoder_kwargs(batch: dict, kernel: str | None) -> dict:

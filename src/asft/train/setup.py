@@ -327,13 +327,12 @@ def _pair_by_pair(cfg: Config, accelerator: Any, model: torch.nn.Module) -> bool
     """Whether batches go flat with attention pair by pair (:mod:`asft.model.spans`): the
     shared, packed layout on a CPU's sdpa (where it is measured; a GPU has flex's BlockMask),
     not compiled (each batch's spans are Python ints, which a compiled graph would guard on).
-    Switches ``model`` to the span kernel when so."""
+    Switches an sdpa ``model`` to the span kernel when so (:func:`asft.model.spans.adopt`)."""
     from asft.model import spans
-    from asft.model.logprobs import attn_implementation
 
     return (cfg.data.layout == "shared" and cfg.data.pack
             and torch.device(accelerator.device).type == "cpu" and not cfg.training.compile
-            and attn_implementation(model) in ("sdpa", spans.KERNEL) and spans.adopt(model))
+            and spans.adopt(model))
 
 
 def _keep_padded_rows(model: torch.nn.Module, why: str, log: Callable[[str], None]) -> bool:
