@@ -250,7 +250,9 @@ class PreferenceScorer(nn.Module):
         logps = slots.index_add(0, seq, token_logps.float())[:n_seq]
         counts = torch.zeros(n_seq + 1, dtype=torch.long, device=seq.device)
         tokens = counts.index_add(0, seq, torch.ones_like(seq))[:n_seq]
-        return logps, tokens
+        # copies, not views: FSDP2 hooks the root module's outputs for its backward, and warns
+        # (every run, every process) that a view could lose that hook to an in-place op
+        return logps.clone(), tokens.clone()
 
 
 # kernels that do not run the shared layout: FlashAttention-2 takes no 4D mask of any kind (it
