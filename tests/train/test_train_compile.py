@@ -63,3 +63,25 @@ def test_compile_refusals_name_the_field(tiny_train_overrides):
                              "training.compile_backend=nope"])
     with pytest.raises(AsftError, match=r"training\.compile_backend: unknown backend 'nope'"):
         train(cfg)
+
+
+@pytest.mark.parametrize("strategy", ["none", "fsdp"])
+def test_compile_fixes_the_chunk_first_and_compiles_layers_under_fsdp(tiny_model_dir, strategy):
+    """The head's chunk is resolved before compiling (on a GPU it reads the device's
+    properties, which has no place in a graph); under fsdp each decoder layer is compiled on
+    its own, before FSDP2 wraps it, and the scorer is left eager."""
+    from asft.model.load import load_model
+    from asft.model.logprobs import PreferenceScorer, default_chunk
+    from asft.train.setup import _compile
+    from asft.train.sharding import decoder_layers
+
+    scorer = PreferenceScorer(load_model(str(tiny_model_dir), dtype="fp32"))
+    cfg = load_config(None, ["training.compile=true", "training.compile_backend=aot_eager"])
+    lines: list[str] = []
+    _compile(cfg, scorer, strategy, torch.device("cpu"), lines.append)
+    assert scorer.chunk_size == default_chunk(scorer.vocab, "cpu")
+    layers = decoder_layers(scorer.model)
+    compiled = [layer._compiled_call_impl is not None for layer in layers]
+    assert compiled == [strategy == "fsdp"] * len(layers)
+    assert (scorer._compiled_call_impl is not None) == (strategy == "none")
+    assert ("each of the 2 decoder layers" in lines[0]) == (strategy == "fsdp")

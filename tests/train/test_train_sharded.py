@@ -130,6 +130,27 @@ def _contract(out: Path, *extra: str, env: dict | None = None) -> subprocess.Com
 
 
 @pytest.mark.slow
+def test_fsdp_compiles_each_layer_and_trains_as_uncompiled(fsdp_cache, tmp_path):
+    """training.compile under fsdp, with gradient checkpointing (the usual setting of a large
+    model): each decoder layer compiled before FSDP2 wraps it, trains as the uncompiled fsdp
+    run (same metrics, same final weights). aot_eager: dynamo's and AOTAutograd's graphs
+    without inductor's minutes of C++ code generation."""
+    out = tmp_path / "compiled"
+    proc = _torchrun(out, "distributed.strategy=fsdp", *DPO_CACHE, "training.compile=true",
+                     "training.compile_backend=aot_eager", "model.gradient_checkpointing=true")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = " ".join(proc.stderr.split())  # the console wraps long lines
+    assert "torch.compile of each of the 2 decoder layers (aot_eager" in log, log[-2000:]
+    assert "view tensor" not in log  # FSDP2's warning about the scorer's outputs
+    _trained_alike(fsdp_cache.out, out)
+    # the two layers share their graphs: one per variant of the call (with or without grad,
+    # the shared layout's float mask or the plain check's bool one, one row or several),
+    # not one per layer and step
+    graphs = json.loads((out / "summary.json").read_text())["compiled_graphs"]
+    assert 1 <= graphs <= 8, graphs
+
+
+@pytest.mark.slow
 def test_fsdp_resumes_exactly_after_a_kill(tmp_path):
     """The contract: the smoke recipe under fsdp with a checkpoint every 2 steps, killed at
     step 4 (SIGKILL) and resumed, ends with the uninterrupted run's weights and metrics,

@@ -229,7 +229,11 @@ class TrainingConfig(Section):
     """``torch.compile`` the scorer (decoder and LM head) with dynamic shapes; the response
     tokens of each batch are padded to a few bucket counts, so a run compiles a handful of
     graphs rather than one per batch. Pays on GPUs (fused elementwise kernels) once the
-    first steps have compiled; on a CPU compiling takes minutes. Not with ``fsdp``."""
+    first steps have compiled; on a CPU compiling takes minutes. Under ``fsdp`` each decoder
+    layer is compiled on its own (FSDP2's gathers stay between the layers' graphs, which the
+    layers share) and the head runs eagerly. ``summary.json``'s ``compiled_graphs`` says how
+    many graphs a run made. Tested on CPUs with ``aot_eager``; inductor on a GPU is
+    untested."""
 
     compile_backend: str = "inductor"
     """The ``torch.compile`` backend: ``inductor`` (generated kernels), or ``aot_eager``

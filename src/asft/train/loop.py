@@ -63,6 +63,9 @@ class TrainResult:
             (model, optimizer, resume), ``reference_s`` (reference log-probs, e.g. the cache's
             precompute), ``setup_s`` (all of setup), ``first_step_at`` (Unix time the first
             step began) and ``train_s`` (the steps, logging and checkpoints).
+        compiled_graphs: graphs ``torch.compile`` made in the main process by the end of the
+            run (``training.compile``; the start-up layout check's included), None when not
+            compiled: a count that grows with the steps means the run keeps recompiling.
     """
 
     output_dir: Path
@@ -78,6 +81,7 @@ class TrainResult:
     resumed_from: Path | None = None
     elapsed_s: float = 0.0
     timing: dict[str, float] = field(default_factory=dict)
+    compiled_graphs: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
@@ -186,6 +190,13 @@ def save_model(run: Run) -> Path:
                         f"{err.strerror or err}; {resume_hint(run.last_ckpt)}") from None
 
 
+def compiled_graphs() -> int:
+    """Graphs torch.compile (dynamo) has made in this process so far."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
 def finish(run: Run, model_dir: Path | None) -> TrainResult:
     """The run's summary (first and last loss and probe, read back from metrics.jsonl),
     written to ``summary.json`` by the main process; then the processes part."""
@@ -202,6 +213,7 @@ def finish(run: Run, model_dir: Path | None) -> TrainResult:
         probe_first=probes[0] if probes else {}, probe_last=probes[-1] if probes else {},
         resumed_from=run.resume_from, elapsed_s=time.perf_counter() - run.t_start,
         timing=dict(run.timing),
+        compiled_graphs=compiled_graphs() if run.cfg.training.compile else None,
     )
     if run.main:
         ckpt.write_json(out / SUMMARY_FILE, result.to_dict())

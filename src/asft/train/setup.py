@@ -375,24 +375,40 @@ def _with_kernel(cfg: Config, model: torch.nn.Module) -> Config:
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, attn_implementation=kernel))
 
 
-def _compile(cfg: Config, scorer: torch.nn.Module, strategy: str, log: Callable[[str], None]) -> None:
+def _compile(cfg: Config, scorer: torch.nn.Module, strategy: str, device: torch.device,
+             log: Callable[[str], None]) -> None:
     """``torch.compile`` the scorer in place (its state dict keeps its names) with dynamic
     shapes: rows and lengths vary from batch to batch. The LM head loops over the response
     tokens in chunks, which specializes a graph to their count: the batcher pads it to a few
     buckets (:func:`asft.data.collate.pad_targets`), outside the compiled code, whose guards
-    would otherwise see every raw count."""
-    if strategy == "fsdp":
-        # FSDP2's per-layer hooks want each layer compiled on its own; not built or tested yet
-        raise AsftError("training.compile is not supported with distributed.strategy fsdp yet; "
-                        "set training.compile: false (or use ddp)")
+    would otherwise see every raw count. The head's chunk size is fixed first, for the device
+    (:func:`asft.model.logprobs.default_chunk` reads a GPU's properties, which has no place
+    in a graph).
+
+    Under ``fsdp`` each decoder layer is compiled on its own instead, before FSDP2 wraps it
+    (as torchtitan does): FSDP2 gathers and frees a layer's weights in hooks around the
+    layer's call, which stay outside its graph, and every layer runs the same code, so the
+    layers share their graphs. The head and the rest of the model then run eagerly."""
     from torch._dynamo import list_backends
+
+    from asft.model.logprobs import default_chunk
 
     backends = list_backends(exclude_tags=())
     if cfg.training.compile_backend not in backends:
         raise AsftError(f"training.compile_backend: unknown backend "
                         f"{cfg.training.compile_backend!r} (torch has: {', '.join(list_backends())}, "
                         "aot_eager, ...)")
-    scorer.compile(backend=cfg.training.compile_backend, dynamic=True)
+    scorer.chunk_size = scorer.chunk_size or default_chunk(scorer.vocab, device)
+    options = {"backend": cfg.training.compile_backend, "dynamic": True}
+    if strategy == "fsdp":
+        layers = sharding.decoder_layers(scorer.model)
+        for layer in layers:
+            layer.compile(**options)
+        log(f"training: torch.compile of each of the {len(layers)} decoder layers "
+            f"({cfg.training.compile_backend}, dynamic shapes; head and embeddings eager); "
+            "the first steps compile")
+        return
+    scorer.compile(**options)
     log(f"training: torch.compile ({cfg.training.compile_backend}, dynamic shapes, response "
         "tokens padded to buckets); the first steps compile")
 
@@ -409,7 +425,7 @@ def _optimization(cfg: Config, accelerator: Any, model: torch.nn.Module,
     strategy = sharding.resolve(cfg.distributed.strategy, accelerator.num_processes,
                                 sum(p.numel() for p in model.parameters()), accelerator.device)
     if cfg.training.compile:
-        _compile(cfg, scorer, strategy, log)
+        _compile(cfg, scorer, strategy, torch.device(accelerator.device), log)
     if strategy == "fsdp":
         # an explicit fsdp was judged in start_accelerator, before any weight loaded
         why = sharding.refusal(cfg) if cfg.distributed.strategy == "auto" else None
