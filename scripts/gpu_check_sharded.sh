@@ -7,7 +7,7 @@
 # over fp32 master weights, sharded checkpoints), killed after step 8 and resumed; the resumed
 # final weights are compared with the uninterrupted run's (bf16 kernels on GPU may not be
 # bitwise deterministic: the max difference is printed, not asserted equal). Then the same with
-# distributed.cpu_offload=true. With 1 GPU, FSDP2 has nothing to shard over: the recipe runs
+# distributed.cpu_offload=true, and once with training.compile (inductor). With 1 GPU, FSDP2 has nothing to shard over: the recipe runs
 # as one process on the GPU (bf16 autocast path) and the NCCL check is reported as not run.
 set -euo pipefail
 OUT=${1:-runs/gpu-check}
@@ -38,6 +38,12 @@ time launch full 2>&1 | tail -12
 ASFT_FAULTS=train.step@8=kill launch killed 2>&1 | tail -3 || true
 time launch killed --resume 2>&1 | tail -6
 compare full killed
+# training.compile (inductor): each decoder layer compiled before FSDP2 wraps it under fsdp
+# (the whole scorer with 1 GPU); prints the graphs made and how far the weights land from eager
+time launch compiled --set training.compile=true 2>&1 | tail -4
+$PY -c "import json,sys; print('compiled_graphs:', json.load(open(sys.argv[1]))['compiled_graphs'])" \
+  "$OUT/compiled/summary.json"
+compare full compiled
 if [ "$NGPU" -ge 2 ]; then
   time launch offload --set distributed.cpu_offload=true 2>&1 | tail -6
   compare full offload
