@@ -143,6 +143,17 @@ def test_target_logprobs_chunked_equals_full_with_bias_and_softcap():
             torch.testing.assert_close(a, b)
 
 
+def test_target_logprobs_of_no_rows_give_zero_gradients():
+    """A batch without response tokens: no chunk runs, and the weight still gets its (zero)
+    gradient, of the weight's shape (the first chunk's product starts the sum otherwise)."""
+    head = torch.nn.Linear(8, 50)
+    h = torch.zeros(0, 8, requires_grad=True)
+    got = target_logprobs(h, head, torch.zeros(0, dtype=torch.long), chunk=4, softcap=0.0)
+    got.sum().backward()
+    assert got.shape == (0,)
+    assert head.weight.grad.shape == (50, 8) and not head.weight.grad.any()
+
+
 def test_rejected_never_sees_chosen():
     """Row: prompt(2) chosen(2) rejected(2) -> rejected rows of the mask block the chosen keys."""
     batch = collate([Pair([5, 6], [7, 8], [9, 10])], pad_id=0, layout="shared")
