@@ -301,7 +301,9 @@ def _batcher(cfg: Config, accelerator: Any, model: torch.nn.Module, tokenizer: A
 
     layout, pack = cfg.data.layout, cfg.data.pack
     pad_id = tokenizer.pad_token_id
-    finish = pad_targets if cfg.training.compile else (lambda batch: batch)
+    # buckets for a compiled head; under fsdp only the layers are compiled and the head is eager
+    bucketed = cfg.training.compile and not sharding.is_sharded(scorer)
+    finish = pad_targets if bucketed else (lambda batch: batch)
     flat = _pair_by_pair(cfg, accelerator, model)
     # Both the shared layout and packing rest on the 4D mask; check the model honours it once.
     why = _layout_check(cfg, model, scorer, log) if (layout == "shared" or pack) else None
