@@ -120,9 +120,8 @@ def span_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tens
     [1, H_kv, T, D] -> ([1, T, H, D], None). With a :class:`SpanPlan` under :data:`KWARG`,
     transformers' SDPA runs per pair: causal over its prompt and first response, then once
     per later response over the keys prompt + itself with its mask (or, for a pair longer
-    than the layer's sliding window, once over the whole pair with the windowed rule), in fp32
-    under bf16 or fp16 (autocast or low-precision weights); without a plan this is
-    transformers' SDPA unchanged (generation, evaluation, a padded batch)."""
+    than the layer's sliding window, once over the whole pair with the windowed rule); without
+    a plan this is transformers' SDPA unchanged (generation, evaluation, a padded batch)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     spans: SpanPlan | None = kwargs.pop(KWARG, None)
@@ -133,24 +132,11 @@ def span_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tens
     window = kwargs.pop("sliding_window", None)
     kwargs.pop("is_causal", None)  # said per call below
 
-    # On a CPU, torch's flash-attention kernel runs slower in bf16 than in fp32 at a pair's
-    # lengths (2x at 60-200 tokens), and under autocast RoPE hands q and k over in fp32 anyway:
-    # so a pair attends in fp32 with autocast off, and its output goes on in the low dtype
-    # (the bf16 bench step ~9% faster and 0.3 GiB lower at peak; tests/model/test_spans.py)
-    autocast = torch.is_autocast_enabled(query.device.type)
-    low = torch.get_autocast_dtype(query.device.type) if autocast else query.dtype
-    upcast = query.device.type == "cpu" and (autocast or low in (torch.bfloat16, torch.float16))
-
     def sdpa(q: slice, kv: torch.Tensor | slice, mask: torch.Tensor | None) -> torch.Tensor:
         k, v = (key[:, :, kv], value[:, :, kv]) if isinstance(kv, slice) else \
             (key.index_select(2, kv), value.index_select(2, kv))
-        if not upcast:
-            return sdpa_attention_forward(module, query[:, :, q], k, v, mask,
-                                          is_causal=mask is None, **kwargs)[0]
-        with torch.autocast("cpu", enabled=False):
-            out = sdpa_attention_forward(module, query[:, :, q].float(), k.float(), v.float(),
-                                         mask, is_causal=mask is None, **kwargs)[0]
-        return out.to(low)
+        return sdpa_attention_forward(module, query[:, :, q], k, v, mask,
+                                      is_causal=mask is None, **kwargs)[0]
 
     outs = []
     for i, piece in enumerate(spans.pieces):
