@@ -94,6 +94,43 @@ def test_flex_chosen_by_auto_that_fails_goes_back_to_sdpa_in_one_line(monkeypatc
     assert "no flex kernel for this device" in why and attn_implementation(model) == "flex_attention"
 
 
+def test_bf16_mixed_checks_the_layout_at_bf16_tolerance_then_again_in_fp32(monkeypatch):
+    """Under bf16-mixed the prepared scorer computes in bf16, where padded and packed rows
+    round apart by more than fp32's tolerance (0.036 nats/token on SmolLM2-135M), so its
+    check allows for bf16 rounding; the layout is then checked once more outside it, in fp32
+    at fp32's tolerance, where rounding cannot hide a leak across pairs. fp32 training checks
+    once, at fp32's tolerance; a failing bf16 check is not run again."""
+    from asft.model import logprobs
+    from asft.model.logprobs import PreferenceScorer
+    from asft.train.setup import _layout_check
+
+    model = load_model("tiny-llama")
+    prepared = PreferenceScorer(model)
+    real, calls, answers = logprobs.shared_layout_refusal, [], {}
+
+    def spy(m, scorer=None, low_precision=False):
+        calls.append((scorer, low_precision))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low_precision):
+            why = real(m, scorer, low_precision=low_precision)  # really run, as it would be
+        return answers.get(low_precision, why)
+
+    monkeypatch.setattr(logprobs, "shared_layout_refusal", spy)
+    mixed = load_config(None, ["model.name=tiny-llama", "training.precision=bf16-mixed"])
+    assert _layout_check(mixed, model, prepared, print) is None
+    assert calls == [(prepared, True), (None, False)]
+    calls.clear()
+    answers[False] = "leak"  # what only fp32 sees
+    assert _layout_check(mixed, model, prepared, print) == "leak"
+    calls.clear()
+    answers[True] = "this model ignores the 4D attention mask"
+    assert _layout_check(mixed, model, prepared, print) == answers[True]
+    assert calls == [(prepared, True)]
+    calls.clear()
+    fp32 = load_config(None, ["model.name=tiny-llama", "training.precision=fp32"])
+    assert _layout_check(fp32, model, prepared, print) == "leak"
+    assert calls == [(prepared, False)]
+
+
 def test_eval_scores_with_flex_as_with_sdpa(tmp_path, monkeypatch):
     """``asft eval --attn-implementation flex_attention`` reports sdpa's log-probs (1e-5)."""
     import json

@@ -121,12 +121,13 @@ def span_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tens
     transformers' SDPA runs per pair: causal over its prompt and first response, then once
     per later response over the keys prompt + itself with its mask (or, for a pair longer
     than the layer's sliding window, once over the whole pair with the windowed rule); without
-    a plan this is transformers' SDPA unchanged (generation, evaluation, a padded batch)."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
+    a plan this is transformers' SDPA over the given mask (generation, evaluation, a padded
+    batch). On a CPU under bf16 or fp16 (autocast or low-precision weights) both attend in
+    fp32 (:func:`_attend`)."""
     spans: SpanPlan | None = kwargs.pop(KWARG, None)
+    low = _low_dtype(query)
     if spans is None:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+        return _attend(module, query, key, value, attention_mask, low, **kwargs), None
     if query.shape[0] != 1:
         raise ValueError(f"{KERNEL}: spans need a flat batch of one row, got {query.shape[0]} rows")
     window = kwargs.pop("sliding_window", None)
@@ -135,8 +136,7 @@ def span_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tens
     def sdpa(q: slice, kv: torch.Tensor | slice, mask: torch.Tensor | None) -> torch.Tensor:
         k, v = (key[:, :, kv], value[:, :, kv]) if isinstance(kv, slice) else \
             (key.index_select(2, kv), value.index_select(2, kv))
-        return sdpa_attention_forward(module, query[:, :, q], k, v, mask,
-                                      is_causal=mask is None, **kwargs)[0]
+        return _attend(module, query[:, :, q], k, v, mask, low, is_causal=mask is None, **kwargs)
 
     outs = []
     for i, piece in enumerate(spans.pieces):
@@ -148,6 +148,40 @@ def span_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tens
         for start, end, keys, mask in piece.tails:
             outs.append(sdpa(slice(start, end), keys, mask))
     return torch.cat(outs, dim=1), None
+
+
+def _low_dtype(query: torch.Tensor) -> torch.dtype | None:
+    """The low precision a CPU attention call runs under (autocast's dtype, or bf16/fp16
+    ``query``), for :func:`_attend` to attend in fp32 instead; None elsewhere (fp32, a GPU)."""
+    if query.device.type != "cpu":
+        return None
+    if torch.is_autocast_enabled("cpu"):
+        return torch.get_autocast_dtype("cpu")
+    return query.dtype if query.dtype in (torch.bfloat16, torch.float16) else None
+
+
+def _attend(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+            mask: torch.Tensor | None, low: torch.dtype | None, **kwargs) -> torch.Tensor:
+    """transformers' SDPA -> [B, T, H, D]; with ``low`` set, in fp32 with autocast off and
+    the output handed on in ``low``.
+
+    Why: on a CPU, torch's flash-attention kernel runs slower in bf16 than in fp32 at a pair's
+    lengths (2x at 60-200 tokens), and under autocast RoPE hands q and k over in fp32 anyway
+    (the bf16 bench step ~9% faster and 0.3 GiB lower at peak; tests/model/test_spans.py).
+    The padded path (no plan) does the same, so that the start-up layout check, which compares
+    flat pairs with padded plain rows through this kernel, compares like with like: bf16
+    attention against fp32 differs by up to 0.08 nats/token on SmolLM2-135M, far beyond the
+    check's tolerance, and the run would fall back to padded rows for rounding alone."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if low is None:
+        return sdpa_attention_forward(module, query, key, value, mask, **kwargs)[0]
+    if mask is not None and mask.is_floating_point():
+        mask = mask.float()
+    with torch.autocast("cpu", enabled=False):
+        out = sdpa_attention_forward(module, query.float(), key.float(), value.float(), mask,
+                                     **kwargs)[0]
+    return out.to(low)
 
 
 def register() -> None:
