@@ -319,8 +319,9 @@ def shared_layout_supported(model: nn.Module, error: list[str] | None = None,
     ``scorer``: the :class:`PreferenceScorer` that will run, as prepared (DDP-wrapped, or
     sharded by FSDP2, where a fresh scorer around the sharded model cannot run), so that the
     check runs the kernel and device of training; a fresh scorer when None. Under FSDP it is
-    a collective: every process calls it. ``low_precision``: compute in bf16 (FSDP2's
-    mixed-precision policy), which the tolerance then allows for, as for bf16 weights.
+    a collective: every process calls it. ``low_precision``: ``scorer`` computes in bf16
+    (accelerate's autocast or FSDP2's mixed-precision policy under bf16-mixed), which the
+    tolerance then allows for, as for bf16 weights.
     """
     lm = _unwrap(model)
     if attn_implementation(model) in NO_SHARED_LAYOUT:
