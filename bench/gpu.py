@@ -25,6 +25,7 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -62,6 +63,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="folder for results/gpu.json (default bench/; with --dry-run a temporary "
                         "folder). Into bench/, RESULTS.md is rewritten; elsewhere GPU.md")
     p.add_argument("--limit", type=int, default=None, help="read only the first N records")
+    p.add_argument("--random-weights", action="store_true",
+                   help="the model's architecture (its config and tokenizer, no weights needed) "
+                        "with random weights drawn from --seed, saved once and trained by every "
+                        "row: for a machine without a copy of the weights; speed and memory do "
+                        "not depend on their values")
     args = p.parse_args(argv)
     if args.dry_run:
         args.device, args.model, args.attn = "cpu", "tiny-llama", "sdpa"
@@ -117,8 +123,27 @@ def device_info(device: str) -> str:
             f"{props.major}.{props.minor}, CUDA {torch.version.cuda}")
 
 
-def run_jobs(jobs: list[Job], scratch: Path, timeout: int) -> list[dict]:
-    """Each job in its own worker process, flash_attention_2 only where flash-attn imports."""
+def random_copy(name: str, dest: Path, seed: int) -> Path:
+    """``name``'s architecture with random weights (transformers' own initialization, seeded)
+    and its tokenizer, saved to ``dest``: what every row trains under ``--random-weights``."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from asft.model.load import load_tokenizer, resolve_model
+
+    config = AutoConfig.from_pretrained(resolve_model(name))
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.save_pretrained(dest)
+    load_tokenizer(name).save_pretrained(dest)
+    return dest
+
+
+def run_jobs(jobs: list[Job], scratch: Path, timeout: int,
+             done: Callable[[list[dict]], None] = lambda results: None) -> list[dict]:
+    """Each job in its own worker process, flash_attention_2 only where flash-attn imports;
+    ``done`` gets the results so far after each job (gpu.json is rewritten, so a run killed
+    at the device's time limit keeps its finished rows)."""
     missing = flash_attn_missing()
     results = []
     for i, job in enumerate(jobs, 1):
@@ -130,6 +155,7 @@ def run_jobs(jobs: list[Job], scratch: Path, timeout: int) -> list[dict]:
             results.append(run_one(job, scratch, inline=False, timeout=timeout))
         print(results[-1].get("error", "ok").splitlines()[0][:200],
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        done(results)
     return results
 
 
@@ -148,23 +174,34 @@ def main(argv: list[str] | None = None) -> int:
     code_versions = versions()
     scratch = Path(tempfile.mkdtemp(prefix="asft-gpu-"))
     (scratch / "info").mkdir()  # the workload's summary; gpu.json keeps it, not bench/results
+    name = args.model
+    if args.random_weights:
+        args.model = str(random_copy(name, scratch / "model", args.seed))
     paths, infos = build_workloads(args, {args.model: (args.warmup, args.steps)}, scratch,
                                    scratch / "info")
     jobs = make_jobs(args, paths[args.model])
-    results = run_jobs(jobs, scratch, args.timeout)
-    peak = next((r.get("flops_per_s") for r in results if r["job"]["system"] == "matmul"), None)
-    rows = [gpu_row(r, infos[args.model], peak) for r in results if r["job"]["system"] != "matmul"]
-    settings = {k: getattr(args, k) for k in ("model", "device", "warmup", "steps", "batch_size",
+    settings = {k: getattr(args, k) for k in ("device", "warmup", "steps", "batch_size",
                                               "max_length", "seed", "threads", "attn")}
-    settings.update(grad_ckpt=not args.no_grad_ckpt, matmul_size=jobs[0].matmul_size)
+    settings.update(model=Path(name).name if Path(name).is_dir() else name,
+                    random_weights=args.random_weights,
+                    grad_ckpt=not args.no_grad_ckpt, matmul_size=jobs[0].matmul_size)
     meta = {"command": "python bench/gpu.py" + "".join(
                 " " + shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
-            "started": started, "wall_s": time.perf_counter() - t0, "device": device_info(args.device),
+            "started": started, "device": device_info(args.device), "rows_planned": len(jobs) - 1,
             "versions": code_versions, "settings": settings}
-    gpu = {"meta": meta, "peak_flops": peak, "workload": infos[args.model], "rows": rows,
-           "results": results}
-    (args.out / "results").mkdir(parents=True, exist_ok=True)
-    (args.out / "results" / "gpu.json").write_text(json.dumps(gpu, indent=1))
+
+    def write(results: list[dict], complete: bool) -> dict:
+        peak = next((r.get("flops_per_s") for r in results if r["job"]["system"] == "matmul"), None)
+        rows = [gpu_row(r, infos[args.model], peak) for r in results
+                if r["job"]["system"] != "matmul"]
+        gpu = {"meta": dict(meta, wall_s=time.perf_counter() - t0, complete=complete),
+               "peak_flops": peak, "workload": infos[args.model], "rows": rows, "results": results}
+        (args.out / "results").mkdir(parents=True, exist_ok=True)
+        (args.out / "results" / "gpu.json").write_text(json.dumps(gpu, indent=1))
+        return gpu
+
+    results = run_jobs(jobs, scratch, args.timeout, done=lambda rs: write(rs, complete=False))
+    gpu = write(results, complete=True)
     section = "\n".join(gpu_section(gpu))
     if args.out.resolve() == BENCH and (BENCH / "results" / "run.json").is_file():
         render(BENCH)  # RESULTS.md from every raw result, this section included
@@ -173,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         where = args.out / "GPU.md"
         where.write_text(section + "\n")
     print(section, f"\nwrote {args.out / 'results' / 'gpu.json'} and {where}", sep="\n")
-    failed = [r for r in rows if "error" in r and not r["error"].startswith("not installable")]
-    return 1 if failed or peak is None else 0
+    failed = [r for r in gpu["rows"] if "error" in r and not r["error"].startswith("not installable")]
+    return 1 if failed or gpu["peak_flops"] is None else 0
 
 
 if __name__ == "__main__":

@@ -90,16 +90,29 @@ def gpu_section(gpu: dict | None) -> list[str]:
               f"against {NOMINAL_NAME}. flash_attention_2 runs only where `import flash_attn` "
               "works; otherwise its row says why not. `python bench/gpu.py --dry-run` runs the "
               "same pipeline on a CPU (tiny-llama, sdpa, 2 steps): a check that it works up to "
-              "the device, whose figures mean nothing and are not kept here.", ""]
+              "the device, whose figures mean nothing and are not kept here. On a machine "
+              "that reaches no network and has no copy of the weights (the GPU lent to this "
+              "project's sessions), `bash scripts/device_prepare.sh` packs the wheels, the data "
+              "and SmolLM2's config beforehand and `bash scripts/device_run.sh` runs this bench "
+              "there on SmolLM2-135M's architecture with random weights (`--random-weights`; "
+              "the section then says so), then the sharded check.", ""]
         return L + _table(HEADER, [[label, attn or "sdpa (transformers' default)",
                                     "bf16" if system.startswith("trl") else "fp32",
                                     "not measured", *[""] * (len(HEADER) - 4)]
                                    for label, system, _, attn in SYSTEMS])
     m, s = gpu["meta"], gpu["meta"]["settings"]
     peak = gpu.get("peak_flops")
+    if not m.get("complete", True):
+        L += [f"**Incomplete run:** it was stopped (killed, e.g. at the device's time limit) "
+              f"after {len(gpu['rows'])} of its {m.get('rows_planned', '?')} rows; only the "
+              "rows below finished.", ""]
+    model = s["model"] + (f" with random weights (its config and tokenizer, transformers' "
+                          f"initialization, seed {s['seed']}: the machine had no copy of the "
+                          f"weights; speed and memory do not depend on their values)"
+                          if s.get("random_weights") else "")
     L += [f"Measured by `{m['command']}`, started {m['started']}, {m['wall_s'] / 60:.1f} min, "
           f"asft commit {m['versions']['asft']}, torch {m['versions']['torch']}, TRL "
-          f"{m['versions']['trl']}; device: {m['device']}. {s['model']}, "
+          f"{m['versions']['trl']}; device: {m['device']}. {model}, "
           f"{s['steps']} timed steps after {s['warmup']} warm-up, {s['batch_size']} pairs a step, "
           f"max length {s['max_length']}, gradient checkpointing "
           f"{'on' if s['grad_ckpt'] else 'off'}, the same batches for every row. bf16 matmul "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import resource
 import sys
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 # The "small" model: a random Llama with SmolLM2's 49,152-token vocabulary, where the LM head
 # is most of the cost (like the peers' figures in ../shared/docs/performance-facts.md).
@@ -27,7 +28,8 @@ class Job:
             bare step rebuilt from asft's parts, :mod:`asft_side`), ``trl-orpo``, ``trl-dpo``
             (TRL trainers), ``matmul`` (the peak) or ``profile`` (torch.profiler over one bare
             step).
-        model: ``smollm2-135m``, ``small`` or ``tiny-llama``.
+        model: ``smollm2-135m``, ``small``, ``tiny-llama`` or a saved model's folder (the GPU
+            bench's ``--random-weights`` copy).
         dtype: the group's compute precision, ``fp32`` or ``bf16``. ``fp32``: plain float32
             (TRL ``bf16=False``, asft ``training.precision=fp32``); ``bf16``: TRL ``bf16=True``,
             asft ``training.precision=bf16-mixed`` (the bare step: bf16 autocast). The matmul
@@ -158,6 +160,7 @@ def load_model(job: Job):
         model.config.eos_token_id = tok.eos_token_id
         model.config.pad_token_id = tok.pad_token_id
         return model.to(dtype), tok
-    if job.model not in MODELS:
-        raise ValueError(f"unknown model {job.model!r}; valid: {', '.join(MODELS)}")
+    if job.model not in MODELS and not Path(job.model).is_dir():
+        raise ValueError(f"unknown model {job.model!r}; valid: {', '.join(MODELS)} or a "
+                         "saved model's folder")
     return load_named(job.model, dtype=job.weights), load_tokenizer(job.model)

@@ -228,18 +228,20 @@ def build_workloads(args: argparse.Namespace, steps: dict[str, tuple[int, int]],
 
     paths, infos = {}, {}
     for model, (warm, timed) in steps.items():
-        tok_name = "tiny-llama" if model == "tiny-llama" else "smollm2-135m"
+        folder = Path(model).is_dir()  # a saved model (the GPU bench's random copy): its own
+        tok_name = model if folder else "tiny-llama" if model == "tiny-llama" else "smollm2-135m"
+        slug = Path(model).name if folder else model
         w = build_workload(args.data, load_tokenizer(tok_name), tok_name, max_length=args.max_length,
                            batch_size=args.batch_size, warmup=warm, steps=timed, seed=args.seed,
                            limit=args.limit)
-        paths[model] = scratch / f"workload-{model}.json"
+        paths[model] = scratch / f"workload-{slug}.json"
         w.save(paths[model])
         # The pairs' text stays out of the repository: only line numbers and lengths are kept.
         info = {k: v for k, v in asdict(w).items() if k != "batches"}
         info.update(batch_size=args.batch_size, origins=[[p.origin for p in b] for b in w.batches],
                     lengths=[[list(p.lengths) for p in b] for b in w.batches])
         infos[model] = info
-        (results_dir / f"workload-{model}.json").write_text(json.dumps(info))
+        (results_dir / f"workload-{slug}.json").write_text(json.dumps(info))
     return paths, infos
 
 

@@ -7,7 +7,8 @@
 # pairs at max length 512, the same batches for every row: asft train (ASFT under sdpa,
 # flex_attention, flash_attention_2; DPO under sdpa, flex_attention), TRL ORPO and TRL DPO.
 # It writes bench/results/gpu.json and rewrites bench/RESULTS.md (its GPU section fills in).
-# Expected: a few minutes on one H100; each row is killed after 240 s, the whole after 540 s.
+# Expected: a few minutes on one H100; each row is killed after 240 s, the whole after LIMIT
+# seconds (default 540). scripts/device_run.sh runs it on the device tool's machine.
 #
 # Nothing is installed or fetched: flash_attention_2 is measured only where flash-attn is
 # already installed (else its row says why not). The machine needs, offline:
@@ -30,8 +31,8 @@ if [ -z "${DATA:-}" ]; then
   done
 fi
 [ -n "${DATA:-}" ] || { echo "HH-RLHF data not found (../shared/$HH, shared/$HH); set DATA=" >&2; exit 2; }
-# --dry-run (bench/gpu.py's CPU smoke run) checks this script on a machine without a GPU
-DRY=0; case " $* " in *" --dry-run "*) DRY=1 ;; esac
+# --dry-run (bench/gpu.py's CPU smoke run) or --device cpu checks this script without a GPU
+DRY=0; case " $* " in *" --dry-run "*|*" --device cpu "*) DRY=1 ;; esac
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 $PY -c "import asft" 2>/dev/null || export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 # what is there, said before any device time goes into rows that would fail
@@ -56,7 +57,7 @@ if not torch.cuda.is_available() and os.environ["DRY"] != "1":
 PYEOF
 LOG=$(mktemp -t gpu-bench.XXXXXX.log)
 rc=0
-PYTHONUNBUFFERED=1 timeout -k 15 540 $PY bench/gpu.py --data "$DATA" --timeout 240 "$@" 2>&1 \
+PYTHONUNBUFFERED=1 timeout -k 15 "${LIMIT:-540}" $PY bench/gpu.py --data "$DATA" --timeout 240 "$@" 2>&1 \
   | tee "$LOG" || rc=$?
 if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then
   cp "$LOG" "$OUT/gpu-bench.log"

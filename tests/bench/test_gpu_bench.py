@@ -101,3 +101,60 @@ def test_unmeasured_section_says_so_and_names_the_command():
     for label, *_ in gpu_report.SYSTEMS:
         assert f"| {label} |" in text
     assert text.count("not measured |") == len(gpu_report.SYSTEMS)
+
+
+def test_random_weights_copy_keeps_the_architecture_and_every_row_can_load_it(tmp_path):
+    """``--random-weights``: the model's config and tokenizer with seeded random weights, in a
+    folder that the jobs (bench/jobs.py) and the workload's tokenizer read like a named model."""
+    import gzip
+    import json
+
+    import torch
+
+    from jobs import load_model
+    from run import build_workloads
+
+    a = gpu.random_copy("tiny-llama", tmp_path / "a", seed=0)
+    b = gpu.random_copy("tiny-llama", tmp_path / "b", seed=0)
+    c = gpu.random_copy("tiny-llama", tmp_path / "c", seed=1)
+    named, _ = load_model(Job("x", "asft", "tiny-llama", "fp32"))
+    ma, tok = load_model(Job("x", "asft", str(a), "fp32"))
+    mb, _ = load_model(Job("x", "asft", str(b), "fp32"))
+    mc, _ = load_model(Job("x", "asft", str(c), "fp32"))
+    shape = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+    assert [getattr(ma.config, k) for k in shape] == [getattr(named.config, k) for k in shape]
+    wa, wb, wc = (m.model.layers[0].mlp.up_proj.weight for m in (ma, mb, mc))
+    assert torch.equal(wa, wb) and not torch.equal(wa, wc)  # seeded, and the seed matters
+    assert len(tok) <= ma.config.vocab_size
+    with pytest.raises(ValueError, match="saved model's folder"):
+        load_model(Job("x", "asft", str(tmp_path / "none"), "fp32"))
+    data = tmp_path / "hh.jsonl.gz"  # HH-RLHF's format, enough pairs for 1 + 1 steps of 2
+    with gzip.open(data, "wt") as f:
+        for i in range(6):
+            f.write(json.dumps({"chosen": f"\n\nHuman: q{i}\n\nAssistant: yes {i}",
+                                "rejected": f"\n\nHuman: q{i}\n\nAssistant: no"}) + "\n")
+    args = gpu.parse_args(["--dry-run", "--out", str(tmp_path), "--data", str(data)])
+    paths, infos = build_workloads(args, {str(a): (1, 1)}, tmp_path, tmp_path)
+    assert paths[str(a)].name == "workload-a.json" and infos[str(a)]["tokenizer"] == str(a)
+
+
+def test_rows_are_written_after_each_job_and_a_cut_run_says_so(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(gpu, "run_one", lambda job, scratch, inline, timeout: {"job": job.to_dict(),
+                                                                               "error": "x"})
+    jobs = [Job("a", "asft-cli", "tiny-llama", "bf16"), Job("b", "asft-cli", "tiny-llama", "bf16")]
+    gpu.run_jobs(jobs, tmp_path, 1, done=lambda rs: seen.append(len(rs)))
+    assert seen == [1, 2]
+    meta = {"command": "python bench/gpu.py", "started": "now", "wall_s": 60.0, "complete": False,
+            "rows_planned": 6, "device": "NVIDIA H100",
+            "versions": {"asft": "abc", "torch": "2", "trl": "1"},
+            "settings": {"model": "smollm2-135m", "random_weights": True, "seed": 0, "steps": 2,
+                         "warmup": 1, "batch_size": 2, "max_length": 64, "grad_ckpt": True,
+                         "matmul_size": 8192}}
+    row = gpu_report.gpu_row({"job": jobs[0].to_dict(), "error": "boom"}, {}, None)
+    text = "\n".join(gpu_report.gpu_section({"meta": meta, "peak_flops": None, "rows": [row]}))
+    assert "**Incomplete run:**" in text and "after 1 of its 6 rows" in text
+    assert "smollm2-135m with random weights" in text and "seed 0" in text
+    meta.update(complete=True, settings=dict(meta["settings"], random_weights=False))
+    text = "\n".join(gpu_report.gpu_section({"meta": meta, "peak_flops": None, "rows": [row]}))
+    assert "Incomplete" not in text and "random weights" not in text
