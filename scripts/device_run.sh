@@ -3,7 +3,10 @@
 # or H200, no network, bare after each start), inside its 600 s per command:
 #   here:    bash scripts/device_prepare.sh
 #   device:  bash scripts/device_run.sh        (carry: [".device"]; timeout_s 600)
-# Arguments go on to bench/gpu.py. A rehearsal on a CPU (the bench's rows on SmolLM2's shape,
+# Rehearsed on a CPU against a stand-in for the image (Python 3.12, torch 2.11.0+cu130,
+# transformers 5.17, huggingface_hub 1.33, pyarrow 22, no datasets/trl): pip upgraded
+# transformers, fell back to datasets 4.7, and every bench row and the sharded check ran
+# (2026-12-07). Not yet run on a GPU. Arguments go on to bench/gpu.py. A rehearsal on a CPU (the bench's rows on SmolLM2's shape,
 # without the sharded check), here: PY=.venv/bin/python SKIP_SHARDED=1 BUDGET=900 \
 #   bash scripts/device_run.sh --device cpu --attn sdpa --warmup 1 --steps 1 --batch-size 2
 # 1. installs the carried wheels into the image's Python (pip chooses among them against what
