@@ -351,11 +351,18 @@ OVERHEAD_FINDINGS = [
     "fewer positions than TRL per step (the prompt once per pair, every pair of a micro-batch "
     "end to end in one row without a pad, attention run pair by pair) and the LM head only at "
     "response tokens. What is left is the decoder (about 90% of the step, its backward with "
-    "the recomputation of gradient checkpointing about three quarters). In fp32 the step runs "
-    "at 35-53% of the 2048-cubed matmul peak measured beside it (the MFU column, across this "
-    "project's runs), and its matmuls are small (about 900 x 576 x 1536, where torch.mm alone "
-    "reached 70% of its 2048-cubed rate in a separate measurement): a faster step now means "
-    "faster kernels (the GPU-kernels issue), not less work.",
+    "the recomputation of gradient checkpointing about three quarters). In fp32 the step's "
+    "useful FLOPs run at 35-53% of the 2048-cubed matmul peak measured beside it (the MFU "
+    "column, across this project's runs), but its matrix products themselves run at 83% of "
+    "that peak and take 73% of its CPU time (the supplementary run `mm-rate`: FlopCounterMode's "
+    "FLOPs of each `aten::mm` over the profiler's time); the rest of the gap is the "
+    "recomputation (about a fifth of the step: the `no grad ckpt` ablation) and the small "
+    "operators. With gradient checkpointing on, as the target asks, the 18% missing in fp32 "
+    "would have to come from the kernels themselves (matrix products nearer the peak, the "
+    "small operators fused), where compiling each decoder layer with inductor gained 0-4%, "
+    "inside this host's noise. In bf16 the matrix products reach 70% of the bf16 peak and "
+    "take 53% of the step; the rest is fp32 attention pair by pair (16%), copies, mostly "
+    "autocast's casts (7%), and the small operators.",
     "- **Memory (target 0.4x).** 0.4x of TRL ORPO's peak is about 2.5 GiB with fp32 weights "
     "(2.0 GiB against its bf16 weights), and asft's "
     "fp32 weights, gradients and two AdamW moments are 16 bytes a parameter, 2.0 GiB for 135M "
@@ -410,13 +417,22 @@ def write_results(path: Path, meta: dict, summaries: list[dict], workloads: dict
     for sup in supplements or []:
         sm = sup["meta"]
         lo, hi = sm.get("load_range") or (sm["load_start"], sm["load_end"])
+        checks = sup.get("targets") or target_checks(sup["summaries"])
+        measured = [c for c in checks if c["value"] is not None]
         L += [f"`{sm['command']}`, started {sm['started']}, {sm['wall_s'] / 60:.1f} min, "
               f"1-minute load average {lo:.2f}-{hi:.2f} before its jobs, asft commit "
               f"{sm['versions']['asft']}; every table and raw number of that run is in "
-              f"`{sup['folder']}/RESULTS.md` and `{sup['folder']}/results/`. Its targets:", ""]
-        checks = sup.get("targets") or target_checks(sup["summaries"])
-        L += _table(["model", "dtype", "target", "rows", "bound", "value", "met", "contended rows"],
-                    _target_rows(checks))
+              f"`{sup['folder']}/RESULTS.md` and `{sup['folder']}/results/`. "
+              + ("Its targets:" if measured else "It measures none of the targets."), ""]
+        if measured:
+            L += _table(["model", "dtype", "target", "rows", "bound", "value", "met",
+                         "contended rows"], _target_rows(checks))
+        for group, profile in (sup.get("profiles") or {}).items():
+            dtype = group.rsplit("-", 1)[1]
+            rate = _mm_rate(profile, sup["peaks"].get(dtype))
+            if rate:
+                L += [f"- {group}: {rate}"]
+        L += [""] if sup.get("profiles") else []
     groups: dict[tuple[str, str], list[dict]] = {}
     for s in summaries:
         groups.setdefault((s["model"], s["dtype"]), []).append(s)
@@ -645,12 +661,46 @@ def _group_section(model: str, dtype: str, rows: list[dict], peak: float | None,
         L += _where_time_goes(ok, ok.get(MAIN, bare), peak)
         L += _reading(ok, bare)
     if profile and "top" in profile:
-        L += [f"torch.profiler, one bare asft ASFT step ({profile['step_s']:.2f} s under the "
-              "profiler), top operators by self CPU time:", ""]
-        L += _table(["op", "calls", "self CPU s", "share %"],
-                    [[f"`{e['op']}`", str(e["calls"]), _f(e["self_cpu_s"]),
-                      _f(100 * e["share"], 1)] for e in profile["top"]])
+        L += _profile(profile, peak)
     return L
+
+
+def _profile(profile: dict, peak: float | None) -> list[str]:
+    """The profiled step's top operators; where torch counted their FLOPs (the matrix
+    products and attention, by ``FlopCounterMode`` in profiles from 2026-12-07 on), the rate
+    each ran at and what share of the group's matmul peak that is."""
+    L = [f"torch.profiler, one bare asft ASFT step ({profile['step_s']:.2f} s under the "
+         "profiler), top operators by self CPU time:", ""]
+    flops = any(e.get("flops") for e in profile["top"])
+    rows = []
+    for e in profile["top"]:
+        row = [f"`{e['op']}`", str(e["calls"]), _f(e["self_cpu_s"]), _f(100 * e["share"], 1)]
+        if flops:
+            rate = e["flops"] / e["self_cpu_s"] if e.get("flops") and e["self_cpu_s"] else None
+            row += [_f(None if rate is None else rate / 1e9, 1),
+                    _f(None if rate is None or not peak else 100 * rate / peak, 0)]
+        rows.append(row)
+    head = ["op", "calls", "self CPU s", "share %"]
+    L += _table(head + (["GFLOP/s", "% of matmul peak"] if flops else []), rows)
+    rate = _mm_rate(profile, peak)
+    return L + (["", f"Inside the step, {rate}", ""] if rate else [])
+
+
+def _mm_rate(profile: dict, peak: float | None) -> str | None:
+    """How fast the profiled step's ``aten::mm`` ran against the matmul peak, in words (None
+    for a profile without FLOPs)."""
+    mm = next((e for e in profile.get("top", []) if e["op"] == "aten::mm" and e.get("flops")), None)
+    if not (mm and peak and mm["self_cpu_s"]):
+        return None
+    rate = mm["flops"] / mm["self_cpu_s"]
+    share = rate / peak
+    return (f"`aten::mm` ({100 * mm['share']:.0f}% of the step's CPU time) ran at "
+            f"{rate / 1e9:.0f} GFLOP/s (FlopCounterMode's FLOPs over the profiler's self time), "
+            f"{100 * share:.0f}% of the 2048-cubed peak measured in the same run: "
+            + ("near the machine's rate, so the step gets faster only with fewer FLOPs (the "
+               "recomputation of gradient checkpointing) or less time in the other operators."
+               if share >= 0.8 else
+               "below the machine's rate at the step's shapes (some room in the kernels)."))
 
 
 def _startup(ok: dict[str, dict]) -> list[str]:

@@ -321,7 +321,7 @@ def render(out: Path) -> str:
     gpu = json.loads(gpu_path.read_text()) if gpu_path.is_file() else None
     (results_dir / "summary.json").write_text(json.dumps(
         {"meta": meta, "peaks": peaks, "summaries": summaries,
-         "targets": target_checks(summaries)}, indent=1))
+         "targets": target_checks(summaries), "profiles": profiles}, indent=1))
     # Runs kept in sub-folders (e.g. a re-measurement of one model) are summarized too.
     supplements = [{"folder": p.parents[1].relative_to(out).as_posix(), **json.loads(p.read_text())}
                    for p in sorted(out.glob("*/results/summary.json"))]

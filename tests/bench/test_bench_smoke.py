@@ -125,8 +125,12 @@ def test_tiny_run_without_trl(tmp_path, data):
     text = (out / "RESULTS.md").read_text()
     for needle in ("## Machine and versions", "## Headline", "| tiny-llama | fp32 | asft ASFT | fp32 |",
                    "| tiny-llama | fp32 | asft DPO | fp32 |", "## Targets", "Start-up and end to end",
-                   "Ablation", "Where the bare step's time goes", "torch.profiler"):
+                   "Ablation", "Where the bare step's time goes", "torch.profiler",
+                   "Inside the step, `aten::mm` ("):
         assert needle in text
+    # the profiled step's matrix products carry FLOPs counted by FlopCounterMode
+    mm = next(e for e in summary["profiles"]["tiny-llama-fp32"]["top"] if e["op"] == "aten::mm")
+    assert mm["flops"] > 0 and mm["self_cpu_s"] > 0
     # The report is rebuilt from the raw results alone.
     (out / "RESULTS.md").unlink()
     assert run.main(["--report-only", "--out", str(out)]) == 0
@@ -136,6 +140,7 @@ def test_tiny_run_without_trl(tmp_path, data):
     assert run.main(["--report-only", "--out", str(out)]) == 0
     text = (out / "RESULTS.md").read_text()
     assert "## Supplementary runs" in text and "`again/RESULTS.md`" in text
+    assert "- tiny-llama-fp32: `aten::mm` (" in text  # its profile's matmul rate
     origins = json.loads((out / "results" / "workload-tiny-llama.json").read_text())["origins"]
     assert len(origins) == 2 and all(len(b) == 2 for b in origins)
     assert len({o for b in origins for o in b}) == 4  # distinct pairs
