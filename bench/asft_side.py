@@ -66,6 +66,7 @@ class AsftStep:
         from asft.model import spans
         from asft.model.logprobs import PreferenceScorer
         from asft.train.optim import build_optimizer
+        from asft.train.policy import enable_checkpointing
 
         self.job = job
         self.model = model
@@ -77,7 +78,7 @@ class AsftStep:
             self.ref_scorer = PreferenceScorer(ref, head=job.head)
         model.train()
         if job.grad_ckpt:
-            model.gradient_checkpointing_enable()
+            enable_checkpointing(model)  # asft train's own (non-reentrant)
         model.config.use_cache = False
         self.scorer = PreferenceScorer(model, head=job.head)
         self.opt = build_optimizer(model, Config(optim=OptimConfig(lr=job.lr, weight_decay=0.0)))

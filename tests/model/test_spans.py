@@ -19,6 +19,7 @@ from test_logprobs_architectures import CONFIGS, FALLBACK, _model
 from asft.data.collate import Triple, collate
 from asft.model import spans
 from asft.model.logprobs import PreferenceScorer, attn_implementation, shared_layout_supported
+from asft.train.policy import enable_checkpointing
 
 
 def test_flat_batch_is_one_row_without_pads_and_spans_cover_each_pair():
@@ -65,7 +66,7 @@ def test_gradients_equal_the_dense_masks_with_checkpointing_and_a_third_response
     recomputed layers see the same spans. Gradients equal those of padded rows under one dense
     mask, with a third response (a third segment that sees only the prompt)."""
     model = _model(CONFIGS["qwen2"]).train()
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    enable_checkpointing(model)
     triples = [Triple(p.prompt_ids, p.chosen_ids, p.rejected_ids, p.chosen_ids[::-1])
                for p in make_pairs(4)]
     grads = {}
@@ -188,7 +189,7 @@ def test_under_bf16_each_pair_attends_in_fp32(monkeypatch):
         return out
 
     model = _model(CONFIGS["qwen2"]).train()
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    enable_checkpointing(model)
     ref, _ = naive(model, make_pairs(4))
     assert spans.adopt(model)
     monkeypatch.setattr(sdpa_module, "sdpa_attention_forward", spy)

@@ -19,6 +19,18 @@ from asft.train.rundir import MODEL_DIR
 from asft.train.sharding import full_state_dict
 
 
+def enable_checkpointing(model: Any) -> None:
+    """Gradient (activation) checkpointing on every decoder layer, non-reentrant, as asft
+    trains: that variant works with frozen inputs (LoRA) without forcing requires_grad on
+    the embeddings. transformers >= 5.20 renamed the method; older ones keep the old name."""
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+
+
 def build_model(cfg: Config, log: Callable[[str], None], device_type: str = "cpu") -> Any:
     """The policy: loaded (with the attention kernel ``model.attn_implementation`` means on
     ``device_type``: :func:`asft.model.load.training_attention`), gradient checkpointing and
@@ -33,14 +45,7 @@ def build_model(cfg: Config, log: Callable[[str], None], device_type: str = "cpu
     model = load_model(cfg.model.name, dtype=cfg.model.dtype,
                        trust_remote_code=cfg.model.trust_remote_code, attn_implementation=kernel)
     if cfg.model.gradient_checkpointing:
-        # transformers >= 5.20 renamed it; non-reentrant checkpointing works with frozen
-        # inputs (LoRA) without forcing requires_grad on the embeddings.
-        enable = getattr(model, "activation_checkpointing_enable", None)
-        if enable is not None:
-            enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.config.use_cache = False
+        enable_checkpointing(model)
     if cfg.lora.enabled:
         try:
             model = apply_lora(model, cfg.lora)
