@@ -44,6 +44,7 @@ echo "set-up: $((SECONDS - t0)) s"
 # the bench: 6 rows (asft ASFT sdpa/flex/FA2, asft DPO sdpa/flex, TRL ORPO/DPO), 150 s a row at
 # most; 170 s are kept for the sharded check
 share=$(( $(left) - 170 ))
+[ "$share" -ge 60 ] || { echo "only $(left) s left after the set-up: nothing run" >&2; exit 4; }
 LIMIT=$share PY=$PY DATA="$D/data/harmless-base-test.jsonl.gz" \
   bash scripts/gpu_bench.sh --random-weights --model "$D/smollm2-135m" --timeout 150 "${TRL[@]}" "$@"
 echo "bench: exit $?, $((SECONDS - t0)) s so far"
@@ -53,6 +54,7 @@ if [ -f bench/results/gpu.json ]; then  # also a cut run's rows: RESULTS.md from
 fi
 
 [ "${SKIP_SHARDED:-0}" = 1 ] && { echo "sharded check skipped (SKIP_SHARDED=1)"; exit 0; }
+[ "$(left)" -ge 30 ] || { echo "sharded check not run: $(left) s left of BUDGET"; exit 0; }
 PY=$PY timeout -k 10 "$(( $(left) - 5 ))" bash scripts/gpu_check_sharded.sh /tmp/gpu-check \
   2>&1 | tee "$OUT/gpu-check.log"
 echo "sharded check: exit ${PIPESTATUS[0]}, total $((SECONDS - t0)) s"
