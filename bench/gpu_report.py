@@ -95,7 +95,8 @@ def gpu_section(gpu: dict | None) -> list[str]:
               "project's sessions), `bash scripts/device_prepare.sh` packs the wheels, the data "
               "and SmolLM2's config beforehand and `bash scripts/device_run.sh` runs this bench "
               "there on SmolLM2-135M's architecture with random weights (`--random-weights`; "
-              "the section then says so), then the sharded check.", ""]
+              "the section then says so), after the kernel check (scripts/gpu_check_kernels.py) "
+              "and before the sharded check.", ""]
         return L + _table(HEADER, [[label, attn or "sdpa (transformers' default)",
                                     "bf16" if system.startswith("trl") else "fp32",
                                     "not measured", *[""] * (len(HEADER) - 4)]

@@ -158,3 +158,28 @@ def test_rows_are_written_after_each_job_and_a_cut_run_says_so(tmp_path, monkeyp
     meta.update(complete=True, settings=dict(meta["settings"], random_weights=False))
     text = "\n".join(gpu_report.gpu_section({"meta": meta, "peak_flops": None, "rows": [row]}))
     assert "Incomplete" not in text and "random weights" not in text
+
+
+def test_the_gpu_kernel_check_passes_asft_s_layouts_and_catches_a_leak(monkeypatch, capsys):
+    """scripts/gpu_check_kernels.py, rehearsed on a CPU (sdpa and eager; flex and FA2 need the
+    GPU): asft train's batches score and differentiate as sequences run alone; with the
+    shared-prefix rule broken (rejected tokens see the chosen ones) and the start-up layout
+    check that would catch it switched off, the same check fails."""
+    sys.path.insert(0, str(BENCH.parent / "scripts"))
+    import gpu_check_kernels
+
+    from asft.model import masks
+    from asft.train import setup
+
+    assert gpu_check_kernels.main(["--device", "cpu", "--pairs", "4"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("PASS ") == 2 and "FAIL" not in out
+    rule = masks.allowed
+
+    def leaky(groups, segments):
+        return rule(groups, segments) | ((segments[..., :, None] == 2) & (segments[..., None, :] == 1))
+
+    monkeypatch.setattr(masks, "allowed", leaky)
+    monkeypatch.setattr(setup, "_layout_check", lambda *a, **k: None)
+    assert gpu_check_kernels.main(["--device", "cpu", "--pairs", "4"]) == 1
+    assert "FAIL eager" in capsys.readouterr().out
