@@ -27,10 +27,11 @@ import sys
 from types import SimpleNamespace
 
 import torch
+from transformers import AutoConfig
 
 from asft.config import load_config
 from asft.data.collate import Pair
-from asft.model.load import load_model, load_tokenizer
+from asft.model.load import load_model, load_tokenizer, resolve_model
 from asft.model.logprobs import PreferenceScorer
 
 
@@ -66,12 +67,19 @@ def grads_of(model: torch.nn.Module, loss: torch.Tensor) -> dict[str, torch.Tens
             if p.grad is not None}
 
 
-def check(name: str, kernel: str, dtype: str, pairs: list[Pair], device: str) -> tuple[bool, str]:
-    """(passed, one line) for ``kernel`` in ``dtype`` against per-sequence sdpa."""
+def sdpa_reference(name: str, dtype: str, pairs: list[Pair], device: str
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The reference log-probs [2B] and weight gradients: sdpa, one sequence at a time."""
+    model = load_model(name, dtype=dtype, attn_implementation="sdpa").to(device).train()
+    logps = reference(model, pairs)
+    return logps.detach(), grads_of(model, logps.sum())
+
+
+def check(name: str, kernel: str, dtype: str, pairs: list[Pair], device: str,
+          ref: torch.Tensor, ref_grads: dict[str, torch.Tensor]) -> tuple[bool, str]:
+    """(passed, one line) for ``kernel`` in ``dtype`` against the per-sequence sdpa ``ref``
+    and ``ref_grads`` (:func:`sdpa_reference`, same weights and dtype)."""
     tokenizer = load_tokenizer(name)
-    ref_model = load_model(name, dtype=dtype, attn_implementation="sdpa").to(device).train()
-    ref = reference(ref_model, pairs)
-    ref_grads = grads_of(ref_model, ref.sum())
     model = load_model(name, dtype=dtype, attn_implementation=kernel).to(device).train()
     said: list[str] = []
     cfg = load_config(None, [f"model.name={name}", f"model.attn_implementation={kernel}"])
@@ -106,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("no CUDA GPU visible to torch; --device cpu rehearses sdpa and eager")
         return 1
-    vocab = load_model(args.model).config.vocab_size
+    vocab = AutoConfig.from_pretrained(resolve_model(args.model)).vocab_size
     pairs = make_pairs(args.pairs, vocab)
     runs = [("sdpa", "fp32"), ("eager", "fp32")]
     if args.device == "cuda":
@@ -116,10 +124,12 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(("flash_attention_2", "bf16"))
         except Exception as e:  # not installed, or built for another torch
             print(f"flash_attention_2: not checked (import flash_attn: {type(e).__name__})")
-    failed = 0
+    failed, refs = 0, {}
     for kernel, dtype in runs:
         try:
-            ok, line = check(args.model, kernel, dtype, pairs, args.device)
+            if dtype not in refs:  # one reference per dtype, shared by its kernels
+                refs[dtype] = sdpa_reference(args.model, dtype, pairs, args.device)
+            ok, line = check(args.model, kernel, dtype, pairs, args.device, *refs[dtype])
         except Exception as e:  # one kernel's failure is reported, the others still run
             ok, line = False, f"{kernel:<18} {dtype}: failed: {type(e).__name__}: {e}"[:600]
         failed += not ok
