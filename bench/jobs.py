@@ -14,7 +14,7 @@ from pathlib import Path
 # is most of the cost (like the peers' figures in ../shared/docs/performance-facts.md).
 SMALL = {"hidden": 256, "layers": 4}
 MODELS = ("smollm2-135m", "small", "tiny-llama")
-SYSTEMS = ("asft-cli", "asft", "trl-orpo", "trl-dpo", "matmul", "profile")
+SYSTEMS = ("asft-cli", "asft", "trl-orpo", "trl-dpo", "matmul", "profile", "floor")
 WEIGHTS = ("fp32", "bf16")
 
 
@@ -26,8 +26,8 @@ class Job:
         label: row name in the tables, e.g. ``asft ASFT`` or ``bare step, asft ASFT, head full``.
         system: ``asft-cli`` (a real ``asft train`` process, :mod:`cli_side`), ``asft`` (the
             bare step rebuilt from asft's parts, :mod:`asft_side`), ``trl-orpo``, ``trl-dpo``
-            (TRL trainers), ``matmul`` (the peak) or ``profile`` (torch.profiler over one bare
-            step).
+            (TRL trainers), ``matmul`` (the peak), ``profile`` (torch.profiler over one bare
+            step) or ``floor`` (the memory held before any activation: :mod:`floor`).
         model: ``smollm2-135m``, ``small``, ``tiny-llama`` or a saved model's folder (the GPU
             bench's ``--random-weights`` copy).
         dtype: the group's compute precision, ``fp32`` or ``bf16``. ``fp32``: plain float32

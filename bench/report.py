@@ -238,6 +238,31 @@ def target_checks(summaries: list[dict]) -> list[dict]:
 # RESULTS.md
 
 
+def floor_lines(model: str, floor: dict, summaries: list[dict], source: str) -> str:
+    """One paragraph: ``model``'s memory floor (bench/floor.py) by stage, and how it sets
+    against 0.4x of each TRL ORPO peak of ``summaries`` (the memory target's bound)."""
+    rss = floor["rss_bytes"]
+    bound = TARGETS["orpo_memory"][1]
+    peers = []
+    for r in summaries:
+        if r["model"] == model and r["system"] == "trl-orpo" and "error" not in r:
+            peak = r["peak_rss_bytes"]
+            room = bound * peak - rss["adamw"]
+            peers.append(f"`{r['label']}` in {r['dtype']} peaked at {_gb(peak)} GiB: the "
+                         f"floor is {rss['adamw'] / peak:.2f}x that, and {bound:g}x of it leaves "
+                         f"{room / GIB:+.2f} GiB")
+    against = (". Against TRL ORPO's peaks: " + "; ".join(peers) + " (what is left is for every "
+               "activation, the LM head's gradient and the allocator's retained memory)"
+               ) if peers else ""
+    return (f"**Memory floor, {model}** ({source}; `bench/floor.py`: one process imports torch "
+            "and transformers, loads the model in fp32 as `asft train` does and reads every "
+            "weight, then holds an fp32 gradient for each and AdamW's two moments, and runs "
+            f"nothing): {_gb(rss['imports'])} GiB after the imports, {_gb(rss['weights'])} "
+            f"with the weights, {_gb(rss['gradients'])} with the gradients, "
+            f"**{_gb(rss['adamw'])} GiB** with AdamW's state ({floor['parameters'] / 1e6:.1f}M "
+            f"parameters x 16 bytes = {_gb(floor['state_bytes'])} GiB){against}.")
+
+
 def _f(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
@@ -364,11 +389,12 @@ OVERHEAD_FINDINGS = [
     "take 53% of the step; the rest is fp32 attention pair by pair (16%), copies, mostly "
     "autocast's casts (7%), and the small operators.",
     "- **Memory (target 0.4x).** 0.4x of TRL ORPO's peak is about 2.5 GiB with fp32 weights "
-    "(2.0 GiB against its bf16 weights), and asft's "
+    "(1.9 GiB against its bf16 weights), and asft's "
     "fp32 weights, gradients and two AdamW moments are 16 bytes a parameter, 2.0 GiB for 135M "
-    "parameters, before the interpreter with torch and transformers (~0.45 GiB) and any "
-    "activation. Keeping fp32 master weights is deliberate (AdamW updates on bf16 weights "
-    "round away); the target would need lower-precision optimizer state. Most of what lies "
+    "parameters, before the interpreter with torch and transformers and any activation; the "
+    "*Memory floor* paragraph (where a run measured it) sets that floor against each TRL "
+    "ORPO peak. Keeping fp32 master weights is deliberate (AdamW updates on bf16 "
+    "weights round away); the target would need lower-precision optimizer state. Most of what lies "
     "above that floor is freed activation memory that glibc's allocator keeps: with "
     "`MALLOC_MMAP_THRESHOLD_=131072` the fp32 bare step peaked at 2.58 GiB instead of 2.98, "
     "but ran 38% slower (every large tensor then takes fresh, zeroed pages: 15.7M minor "
@@ -384,12 +410,14 @@ OVERHEAD_FINDINGS = [
 def write_results(path: Path, meta: dict, summaries: list[dict], workloads: dict[str, dict],
                   peaks: dict[str, float], profiles: dict[str, dict], tokenize: dict | None,
                   supplements: list[dict] | None = None, data_scale: dict | None = None,
-                  sharded: dict | None = None, gpu: dict | None = None) -> None:
+                  sharded: dict | None = None, gpu: dict | None = None,
+                  floors: dict[str, dict] | None = None) -> None:
     """Write RESULTS.md from the run's metadata and summaries.
 
     ``supplements``: other runs kept in sub-folders (``{"folder", "meta", "summaries"}``),
     whose target tables are appended in a section of their own. ``gpu``: bench/gpu.py's
     results; its section is always written, saying where the GPU rows are not measured.
+    ``floors``: each model's memory floor (bench/floor.py) measured in this run.
     """
     from gpu_report import gpu_section  # it imports this module's helpers
 
@@ -412,6 +440,8 @@ def write_results(path: Path, meta: dict, summaries: list[dict], workloads: dict
     L += _table(["dtype", "GFLOP/s"], [[d, _f(p / 1e9, 1)] for d, p in sorted(peaks.items())])
     L += headline_lines(summaries)
     L += _targets_section(target_checks(summaries))
+    for model, floor in (floors or {}).items():
+        L += [floor_lines(model, floor, summaries, "measured in this run"), ""]
     if supplements:
         L += ["## Supplementary runs", ""]
     for sup in supplements or []:
@@ -427,6 +457,9 @@ def write_results(path: Path, meta: dict, summaries: list[dict], workloads: dict
         if measured:
             L += _table(["model", "dtype", "target", "rows", "bound", "value", "met",
                          "contended rows"], _target_rows(checks))
+        for model, floor in (sup.get("floors") or {}).items():
+            L += [floor_lines(model, floor, summaries, "measured in that run; the TRL peaks are "
+                              "this file's, RSS does not depend on the host's speed"), ""]
         for group, profile in (sup.get("profiles") or {}).items():
             dtype = group.rsplit("-", 1)[1]
             rate = _mm_rate(profile, sup["peaks"].get(dtype))

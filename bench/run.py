@@ -159,18 +159,21 @@ def _group_jobs(args: argparse.Namespace, base: dict, have_trl: bool) -> list[Jo
 
 def make_jobs(args: argparse.Namespace, models: list[str], dtypes: list[str],
               workloads: dict[str, Path]) -> list[Job]:
-    """Every job of the run, in order: matmul peaks, then per model and dtype TRL then asft."""
+    """Every job of the run, in order: matmul peaks, memory floors, then per model and dtype
+    TRL then asft."""
     size, secs = (512, 0.3) if args.tiny else (2048, 3.0)
     jobs = [Job(f"matmul {d}", "matmul", "", d, threads=args.threads, matmul_size=size,
                 matmul_seconds=secs) for d in dtypes]
     have_trl = trl_version() is not None and not args.no_trl
+    # the memory floor: fp32 weights, gradients and AdamW state, the same for both precisions
+    jobs += [Job("memory floor", "floor", model, "fp32", threads=args.threads) for model in models]
     for model in models:
         for dtype in dtypes:
             base = dict(model=model, dtype=dtype, workload=str(workloads.get(model, "")),
                         threads=args.threads, seed=args.seed)
             jobs += _group_jobs(args, base, have_trl)
     if args.quick:
-        jobs = [j for j in jobs if j.system == "matmul" or j.label in QUICK_LABELS]
+        jobs = [j for j in jobs if j.system in ("matmul", "floor") or j.label in QUICK_LABELS]
     if args.only:
         words = args.only.split(",")
         jobs = [j for j in jobs if j.system == "matmul" or any(w in j.label for w in words)]
@@ -309,6 +312,8 @@ def render(out: Path) -> str:
                  if r["job"]["system"] in ("asft-cli", "asft", "trl-orpo", "trl-dpo")]
     profiles = {f"{r['job']['model']}-{r['job']['dtype']}": r.get("profile", r)
                 for r in results if r["job"]["system"] == "profile"}
+    floors = {r["job"]["model"]: r["floor"] for r in results
+              if r["job"]["system"] == "floor" and "error" not in r}
     loads = [r["load_before"] for r in results if "load_before" in r]
     meta["load_range"] = [min(loads), max(loads)] if loads else None
     tokenize_path = BENCH / "results" / "tokenize.json"
@@ -321,12 +326,12 @@ def render(out: Path) -> str:
     gpu = json.loads(gpu_path.read_text()) if gpu_path.is_file() else None
     (results_dir / "summary.json").write_text(json.dumps(
         {"meta": meta, "peaks": peaks, "summaries": summaries,
-         "targets": target_checks(summaries), "profiles": profiles}, indent=1))
+         "targets": target_checks(summaries), "profiles": profiles, "floors": floors}, indent=1))
     # Runs kept in sub-folders (e.g. a re-measurement of one model) are summarized too.
     supplements = [{"folder": p.parents[1].relative_to(out).as_posix(), **json.loads(p.read_text())}
                    for p in sorted(out.glob("*/results/summary.json"))]
     write_results(out / "RESULTS.md", meta, summaries, workload_info, peaks, profiles, tokenize,
-                  supplements, data_scale, sharded, gpu)
+                  supplements, data_scale, sharded, gpu, floors)
     return "\n".join(headline_lines(summaries)) + f"\nwrote {out / 'RESULTS.md'} and {results_dir}/"
 
 

@@ -42,6 +42,12 @@ def run_job(job_dict: dict, spawned_at: float | None = None) -> dict:
                                             device=job.device or "cpu")
         result["peak_rss_bytes"] = peak_rss_bytes()
         return result
+    if job.system == "floor":
+        from floor import measure_floor
+
+        result["floor"] = measure_floor(job.model)
+        result["peak_rss_bytes"] = peak_rss_bytes()
+        return result
 
     from workload import Workload
 

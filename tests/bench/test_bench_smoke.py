@@ -131,6 +131,11 @@ def test_tiny_run_without_trl(tmp_path, data):
     # the profiled step's matrix products carry FLOPs counted by FlopCounterMode
     mm = next(e for e in summary["profiles"]["tiny-llama-fp32"]["top"] if e["op"] == "aten::mm")
     assert mm["flops"] > 0 and mm["self_cpu_s"] > 0
+    # the memory floor: every stage read, 16 bytes a trainable parameter of state
+    floor = summary["floors"]["tiny-llama"]
+    assert list(floor["rss_bytes"]) == ["imports", "weights", "gradients", "adamw"]
+    assert floor["parameters"] > 0 and floor["state_bytes"] == 16 * floor["parameters"]
+    assert "**Memory floor, tiny-llama** (measured in this run;" in text
     # The report is rebuilt from the raw results alone.
     (out / "RESULTS.md").unlink()
     assert run.main(["--report-only", "--out", str(out)]) == 0
@@ -182,8 +187,10 @@ def _args(*argv: str):
 def test_job_plans_of_the_modes():
     _, steps, dtypes, jobs = _args("--quick")
     assert steps == {"smollm2-135m": (1, 3)} and dtypes == ["fp32", "bf16"]
-    labels = {(j.dtype, j.label) for j in jobs if j.system != "matmul"}
+    labels = {(j.dtype, j.label) for j in jobs if j.system not in ("matmul", "floor")}
     assert labels == {(d, label) for d in dtypes for label in run.QUICK_LABELS}
+    # one memory floor per model, whatever the precisions (both keep fp32 master weights)
+    assert [(j.model, j.dtype) for j in jobs if j.system == "floor"] == [("smollm2-135m", "fp32")]
     _, steps, _, jobs = _args("--ablation-steps", "1:4")
     assert steps == {"smollm2-135m": (2, 16)}
     by = {(j.dtype, j.label): j for j in jobs}
@@ -230,3 +237,38 @@ def test_cli_failure_quotes_the_child_output(tmp_path, monkeypatch, data):
     with pytest.raises(RuntimeError, match="exited 3") as err:
         cli_side.run_cli(job, [_pairs(2)], 64)
     assert "boom: no such model" in str(err.value) and "setting up" in str(err.value)
+
+
+def test_floor_reads_what_is_resident():
+    """The floor's reading moves with memory that is touched, not merely reserved."""
+    import torch
+
+    import floor
+
+    before = floor.rss_bytes()
+    block = torch.ones(16 * 2**20)  # 64 MiB, every page written
+    assert floor.rss_bytes() - before >= 60 * 2**20
+    del block
+
+
+def test_floor_paragraph_against_each_trl_orpo_peak():
+    import report
+
+    gib = 2**30
+    floor = {"rss_bytes": {"imports": gib // 4, "weights": gib, "gradients": 3 * gib // 2,
+                           "adamw": 2 * gib}, "parameters": 100_000_000, "state_bytes": 16 * 10**8}
+    rows = [{"model": "m", "system": "trl-orpo", "label": "TRL ORPO", "dtype": "fp32",
+             "weights": "fp32", "peak_rss_bytes": 6 * gib},
+            {"model": "m", "system": "trl-orpo", "label": "TRL ORPO", "dtype": "bf16",
+             "weights": "bf16", "peak_rss_bytes": 4 * gib},
+            {"model": "m", "system": "trl-dpo", "label": "TRL DPO", "dtype": "fp32",
+             "weights": "fp32", "peak_rss_bytes": 9 * gib},
+            {"model": "other", "system": "trl-orpo", "label": "TRL ORPO", "dtype": "fp32",
+             "weights": "fp32", "peak_rss_bytes": gib}]
+    text = report.floor_lines("m", floor, rows, "here")
+    assert "**2.00 GiB** with AdamW's state (100.0M parameters x 16 bytes = 1.49 GiB)" in text
+    # 0.4 x 6 GiB = 2.4 GiB, 0.4 GiB above the floor; 0.4 x 4 GiB = 1.6 GiB, 0.4 GiB below it
+    assert "`TRL ORPO` in fp32 peaked at 6.00 GiB: the floor is 0.33x that, and 0.4x of it leaves +0.40 GiB" in text
+    assert "`TRL ORPO` in bf16 peaked at 4.00 GiB: the floor is 0.50x that, and 0.4x of it leaves -0.40 GiB" in text
+    assert "TRL DPO" not in text and "1.00 GiB" not in text  # only this model's ORPO rows
+    assert "Against" not in report.floor_lines("m", floor, [], "here")
