@@ -22,11 +22,9 @@ there is one, else the peak (ru_maxrss), which equals it here because nothing is
 
 from __future__ import annotations
 
-import resource
-import sys
 from pathlib import Path
 
-STAGES = ("imports", "weights", "gradients", "adamw")
+from jobs import Job, load_model, peak_rss_bytes
 
 
 def rss_bytes() -> int:
@@ -36,22 +34,20 @@ def rss_bytes() -> int:
         for line in status.read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
+    return peak_rss_bytes()
 
 
-def measure_floor(model_name: str) -> dict:
-    """Resident bytes after each of :data:`STAGES` for ``model_name`` (a model ``asft train``
-    can load, or the bench's ``small``), with its parameter count and 16 bytes a parameter."""
+def measure_floor(job: Job) -> dict:
+    """Resident bytes after each stage above for ``job``'s model (loaded in ``job.weights``,
+    fp32 for the floor), with its parameter count and 16 bytes a parameter."""
     import torch
     import transformers  # noqa: F401  (part of the floor: every trainer imports it)
 
     from asft.config import Config, OptimConfig
     from asft.train.optim import build_optimizer
-    from jobs import Job, load_model
 
     rss = {"imports": rss_bytes()}
-    model, _ = load_model(Job("memory floor", "floor", model_name, "fp32"))
+    model, _ = load_model(job)
     params = [p for p in model.parameters() if p.requires_grad]
     with torch.no_grad():
         for p in params:

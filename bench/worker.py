@@ -45,7 +45,7 @@ def run_job(job_dict: dict, spawned_at: float | None = None) -> dict:
     if job.system == "floor":
         from floor import measure_floor
 
-        result["floor"] = measure_floor(job.model)
+        result["floor"] = measure_floor(job)
         result["peak_rss_bytes"] = peak_rss_bytes()
         return result
 
